@@ -1,0 +1,1 @@
+"""Brokers: what the runtime needs from a bus, and the Redis implementation."""

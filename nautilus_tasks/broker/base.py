@@ -1,0 +1,112 @@
+"""What the runtime needs from a broker. The Redis broker is the implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..priority import Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One entry read from an inbox stream and now held by this consumer."""
+
+    tier: Priority
+    entry_id: str
+    fields: dict[bytes, bytes]
+    reserved: bool = False
+    """Fetched through the anti-starvation share: served ahead of its tier."""
+
+
+@dataclass(frozen=True, slots=True)
+class TierInfo:
+    """The state of one tier stream and its consumer group."""
+
+    tier: Priority
+    length: int
+    pending: int
+    consumers: int
+    lag: int | None
+    oldest_pending_age_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What ``inspect`` reports for one engine."""
+
+    engine: str
+    tiers: list[TierInfo]
+    delayed: int
+    dead: int
+    stats: dict[str, bytes] = field(default_factory=dict)
+
+
+class Broker(Protocol):
+    """The operations of a bus. Every method may raise BusUnavailable or BusError."""
+
+    @property
+    def prefix(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+    async def server_version(self) -> str: ...
+
+    async def ensure_groups(self, engine: str, consumer: str | None = None) -> None: ...
+
+    async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str: ...
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]: ...
+
+    async def schedule(
+        self,
+        engine: str,
+        tier: Priority,
+        payload: bytes,
+        *,
+        eta_ms: int | None = None,
+        delay_ms: int | None = None,
+    ) -> int: ...
+
+    async def promote_due(self, engine: str, limit: int = 1000) -> tuple[int, int]: ...
+
+    async def read(
+        self,
+        engine: str,
+        consumer: str,
+        count: int,
+        reserve: Sequence[int],
+        block_ms: int,
+    ) -> list[Delivery]: ...
+
+    async def ack(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[str]: ...
+
+    async def requeue(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> int: ...
+
+    async def dead_letter(
+        self,
+        engine: str,
+        consumer: str,
+        delivery: Delivery,
+        meta: Mapping[str, str],
+    ) -> bool: ...
+
+    async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]: ...
+
+    async def release(self, engine: str, consumer: str) -> bool: ...
+
+    async def heartbeat(self, engine: str, consumer: str, at_ms: int) -> None: ...
+
+    async def write_stats(self, engine: str, consumer: str, data: bytes) -> None: ...
+
+    async def inspect(self, engine: str) -> EngineInfo: ...
+
+    async def engines(self) -> list[str]: ...

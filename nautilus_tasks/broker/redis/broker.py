@@ -1,0 +1,260 @@
+"""RedisBroker: the Broker protocol on Redis Streams consumer groups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from ...config import BusConfig
+from ...errors import BusError, BusUnavailable
+from ...priority import TIERS, Priority
+from ..base import Delivery, EngineInfo
+from .inspect import inspect_engine, list_engines
+from .keys import Keys
+from .scripts import Scripts
+
+log = logging.getLogger("nautilus_tasks.broker")
+
+_TIER_INDEX = {i + 1: p for i, p in enumerate(TIERS)}
+
+
+@asynccontextmanager
+async def _errors(what: str) -> AsyncIterator[None]:
+    """Map redis-py errors onto the framework's BusUnavailable / BusError."""
+    try:
+        yield
+    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+        raise BusUnavailable(f"{what}: bus unreachable: {exc}") from exc
+    except rexc.RedisError as exc:
+        raise BusError(f"{what}: {exc}") from exc
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class RedisBroker:
+    """One connection pool to one bus. Create with ``await RedisBroker.connect(config)``."""
+
+    def __init__(self, config: BusConfig, redis: aioredis.Redis) -> None:
+        self.config = config
+        self._redis = redis
+        self._scripts = Scripts(redis)
+        self._keys: dict[str, Keys] = {}
+
+    @classmethod
+    async def connect(cls, config: BusConfig) -> RedisBroker:
+        """Open the pool and load the Lua scripts; BusUnavailable if unreachable."""
+        redis = aioredis.Redis.from_url(
+            config.url,
+            socket_timeout=config.socket_timeout,
+            socket_connect_timeout=config.connect_timeout,
+            max_connections=config.max_connections,
+            decode_responses=False,
+        )
+        broker = cls(config, redis)
+        try:
+            async with _errors(f"connect to {config.url}"):
+                await broker._scripts.load()
+        except BaseException:
+            await redis.aclose()
+            raise
+        return broker
+
+    @property
+    def prefix(self) -> str:
+        return self.config.prefix
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def keys(self, engine: str) -> Keys:
+        """The key names of ``engine`` on this bus (cached)."""
+        keys = self._keys.get(engine)
+        if keys is None:
+            keys = self._keys[engine] = Keys(self.config.prefix, engine)
+        return keys
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def server_version(self) -> str:
+        async with _errors("INFO"):
+            info: dict[str, Any] = await self._redis.info("server")
+        name = "valkey" if "valkey_version" in info else "redis"
+        return f"{name} {info.get('valkey_version') or info.get('redis_version')}"
+
+    async def config_get(self, name: str) -> str | None:
+        """One CONFIG GET value, or None when the server refuses CONFIG."""
+        try:
+            async with _errors("CONFIG GET"):
+                values: dict[Any, Any] = await self._redis.config_get(name)
+        except BusError:
+            return None
+        for key, value in values.items():
+            if _str(key) == name:
+                return _str(value)
+        return None
+
+    async def ensure_groups(self, engine: str, consumer: str | None = None) -> None:
+        """Create the engine's group on every tier stream (MKSTREAM); existing is fine."""
+        keys = self.keys(engine)
+        async with _errors(f"create groups of {engine}"):
+            for stream in keys.streams:
+                try:
+                    await self._redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+                except rexc.ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                if consumer is not None:
+                    await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+
+    async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
+        async with _errors(f"XADD to {engine}"):
+            entry_id = await self._redis.xadd(self.keys(engine).stream(tier), {"envelope": payload})
+        return _str(entry_id)
+
+    async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
+        """XADD many messages in one pipelined round trip."""
+        async with _errors(f"XADD {len(items)} messages"):
+            pipe = self._redis.pipeline(transaction=False)
+            for engine, tier, payload in items:
+                pipe.xadd(self.keys(engine).stream(tier), {"envelope": payload})
+            ids = await pipe.execute()
+        return [_str(i) for i in ids]
+
+    async def schedule(
+        self,
+        engine: str,
+        tier: Priority,
+        payload: bytes,
+        *,
+        eta_ms: int | None = None,
+        delay_ms: int | None = None,
+    ) -> int:
+        member = tier.label.encode() + b"|" + payload
+        async with _errors(f"schedule for {engine}"):
+            return await self._scripts.schedule(
+                self.keys(engine), member, eta_ms=eta_ms, delay_ms=delay_ms
+            )
+
+    async def promote_due(self, engine: str, limit: int = 1000) -> tuple[int, int]:
+        async with _errors(f"promote delayed of {engine}"):
+            return await self._scripts.promote(self.keys(engine), limit)
+
+    async def read(
+        self,
+        engine: str,
+        consumer: str,
+        count: int,
+        reserve: Sequence[int],
+        block_ms: int,
+    ) -> list[Delivery]:
+        """Priority pass over the tiers; if it finds nothing, one blocking XREADGROUP."""
+        keys = self.keys(engine)
+        async with _errors(f"read {engine}"):
+            try:
+                found = await self._scripts.read(keys, consumer, count, reserve)
+                out = [
+                    Delivery(_TIER_INDEX[i], _str(eid), _pairs(flat), bool(reserved))
+                    for i, reserved, entries in found
+                    for eid, flat in entries
+                ]
+                if out or block_ms <= 0:
+                    return out
+                streams: Any = dict.fromkeys(keys.streams, ">")
+                got: Any = await self._redis.xreadgroup(
+                    keys.group, consumer, streams, count=1, block=block_ms
+                )
+            except rexc.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._recreate_groups(engine, consumer)
+                return []
+        index = {s.encode(): p for s, p in zip(keys.streams, TIERS, strict=True)}
+        return [
+            Delivery(index[stream], _str(eid), dict(fields))
+            for stream, entries in got or []
+            for eid, fields in entries
+            if fields is not None
+        ]
+
+    async def _recreate_groups(self, engine: str, consumer: str) -> None:
+        log.warning(
+            "consumer group %r is missing on %s: the server lost its data (restarted without"
+            " persistence?); recreating it. Messages sent before the loss may be gone.",
+            engine,
+            self.url,
+        )
+        await self.ensure_groups(engine, consumer)
+
+    async def ack(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[str]:
+        """XACK + XDEL of owned ids in one script; returns the ids refused."""
+        async with _errors(f"ack {engine}"):
+            refused = await self._scripts.ack(self.keys(engine), consumer, ids)
+        return [_str(r) for r in refused]
+
+    async def requeue(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> int:
+        async with _errors(f"requeue {engine}"):
+            return await self._scripts.requeue(self.keys(engine), consumer, ids)
+
+    async def dead_letter(
+        self, engine: str, consumer: str, delivery: Delivery, meta: Mapping[str, str]
+    ) -> bool:
+        flat = [x for pair in meta.items() for x in pair]
+        async with _errors(f"dead-letter in {engine}"):
+            return await self._scripts.dead(
+                self.keys(engine), delivery.tier, consumer, delivery.entry_id, flat
+            )
+
+    async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]:
+        """Every entry id this consumer holds, per tier."""
+        keys = self.keys(engine)
+        out: dict[Priority, list[str]] = {}
+        async with _errors(f"XPENDING {engine}"):
+            for tier, stream in zip(TIERS, keys.streams, strict=True):
+                start = "-"
+                while True:
+                    rows = await self._redis.xpending_range(
+                        stream, keys.group, min=start, max="+", count=1000, consumername=consumer
+                    )
+                    ids = [_str(r["message_id"]) for r in rows]  # type: ignore[arg-type]
+                    out.setdefault(tier, []).extend(ids)
+                    if len(rows) < 1000:
+                        break
+                    start = "(" + ids[-1]
+        return out
+
+    async def release(self, engine: str, consumer: str) -> bool:
+        async with _errors(f"release consumer of {engine}"):
+            return await self._scripts.release(self.keys(engine), consumer)
+
+    async def heartbeat(self, engine: str, consumer: str, at_ms: int) -> None:
+        async with _errors(f"heartbeat {engine}"):
+            await self._redis.zadd(self.keys(engine).workers, {consumer: at_ms})
+
+    async def write_stats(self, engine: str, consumer: str, data: bytes) -> None:
+        async with _errors(f"stats of {engine}"):
+            await self._redis.hset(self.keys(engine).stats, consumer, data)
+
+    async def inspect(self, engine: str) -> EngineInfo:
+        async with _errors(f"inspect {engine}"):
+            return await inspect_engine(self._redis, self.keys(engine))
+
+    async def engines(self) -> list[str]:
+        async with _errors("list engines"):
+            return await list_engines(self._redis, self.config.prefix)

@@ -1,0 +1,89 @@
+"""Typed async wrappers over the Lua scripts in ``lua/``, loaded at connect time.
+
+Every key a script touches is passed in KEYS (never built inside Lua), so the
+scripts run on Redis Cluster and managed Redis. See each ``.lua`` file's header
+for its KEYS, ARGV and reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from ...priority import TIERS, Priority
+from .keys import Keys
+
+NAMES = ("read", "ack", "requeue", "dead", "schedule", "promote", "release")
+
+
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _ids_args(ids: Mapping[Priority, Sequence[str]]) -> list[str]:
+    counts = [str(len(ids.get(p, ()))) for p in TIERS]
+    flat = [i for p in TIERS for i in ids.get(p, ())]
+    return counts + flat
+
+
+class Scripts:
+    """The scripts of one connection, registered and loaded."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(_source(name)) for name in NAMES
+        }
+
+    async def load(self) -> None:
+        """SCRIPT LOAD every script, so the first call is already an EVALSHA."""
+        for script in self._scripts.values():
+            script.sha = await self._redis.script_load(script.script)
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def read(
+        self, keys: Keys, consumer: str, count: int, reserve: Sequence[int]
+    ) -> list[Any]:
+        args = [keys.group, consumer, count, *reserve]
+        result: list[Any] = await self._run("read", keys.streams, args)
+        return result
+
+    async def ack(
+        self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[bytes]:
+        args = [keys.group, consumer, *_ids_args(ids)]
+        result: list[bytes] = await self._run("ack", keys.streams, args)
+        return result
+
+    async def requeue(
+        self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> int:
+        args = [keys.group, consumer, *_ids_args(ids)]
+        return int(await self._run("requeue", keys.streams, args))
+
+    async def dead(
+        self, keys: Keys, tier: Priority, consumer: str, entry_id: str, meta: Sequence[str]
+    ) -> bool:
+        args = [keys.group, consumer, entry_id, *meta]
+        return bool(await self._run("dead", [keys.stream(tier), keys.dead], args))
+
+    async def schedule(
+        self, keys: Keys, member: bytes, *, eta_ms: int | None, delay_ms: int | None
+    ) -> int:
+        eta = "" if eta_ms is None else str(eta_ms)
+        delay = "" if delay_ms is None else str(delay_ms)
+        return int(await self._run("schedule", [keys.delayed], [eta, delay, member]))
+
+    async def promote(self, keys: Keys, limit: int) -> tuple[int, int]:
+        moved, wait = await self._run("promote", [keys.delayed, *keys.streams], [limit])
+        return int(moved), int(wait)
+
+    async def release(self, keys: Keys, consumer: str) -> bool:
+        keys_ = [*keys.streams, keys.workers]
+        return bool(await self._run("release", keys_, [keys.group, consumer]))

@@ -1,0 +1,33 @@
+"""The ``nautilus-tasks`` command line."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .inspect import inspect_command
+from .send import send_command
+from .server import server_command
+from .worker import worker_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+def cli(log_level: str) -> None:
+    """nautilus-tasks: tasks and events between engines over Redis Streams."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+
+
+cli.add_command(worker_command)
+cli.add_command(send_command)
+cli.add_command(inspect_command)
+cli.add_command(server_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()

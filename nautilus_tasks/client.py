@@ -1,0 +1,148 @@
+"""The sending side: a connection to a bus that tasks are sent through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .config import BusConfig
+from .message import Envelope, Kind, encode, new_id, now_ms, task_body
+from .priority import Priority
+from .task import SendOptions, Task
+
+if TYPE_CHECKING:
+    from .broker.redis import RedisBroker
+    from .engine import Engine
+
+log = logging.getLogger("nautilus_tasks.client")
+
+
+class Client:
+    """Sends messages to a bus. Make one per process and bind your engines to it::
+
+    async with await Client.connect() as client:
+        client.bind(risk)
+        await validate_trade.send(trade)
+    """
+
+    def __init__(self, broker: RedisBroker, *, source: str | None = None) -> None:
+        self.broker = broker
+        self.source = source
+        self._bound: list[Engine] = []
+
+    @classmethod
+    async def connect(
+        cls, bus: BusConfig | str | None = None, *, source: str | None = None
+    ) -> Client:
+        """Connect to ``bus``: a BusConfig, a URL, or None for NT_REDIS_URL / embedded."""
+        from .broker.redis import RedisBroker
+
+        config = bus if isinstance(bus, BusConfig) else BusConfig.from_env(bus)
+        return cls(await RedisBroker.connect(config), source=source)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def bind(self, *engines: Engine) -> Client:
+        """Route the tasks of ``engines`` through this client."""
+        for engine in engines:
+            engine.bind(self)
+            self._bound.append(engine)
+        return self
+
+    async def close(self) -> None:
+        """Unbind the engines bound here and close the connections."""
+        for engine in self._bound:
+            if engine._client is self:
+                engine.bind(None)
+        self._bound.clear()
+        await self.broker.close()
+
+    def build(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        priority: Priority,
+        options: SendOptions,
+        ttl: float | None = None,
+    ) -> Envelope:
+        """The envelope of one task message."""
+        ttl_s = options.ttl if options.ttl is not None else ttl
+        return Envelope(
+            id=options.message_id or new_id(),
+            kind=Kind.TASK,
+            name=name,
+            priority=priority.label,
+            body=task_body(tuple(args), kwargs),
+            enqueued_at=now_ms(),
+            ttl=None if ttl_s is None else max(1, int(ttl_s * 1000)),
+            source=self.source,
+            trace_id=options.trace_id,
+        )
+
+    async def send_task(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+    ) -> str:
+        """Enqueue one call of ``task``; returns the message id once Redis stored it."""
+        priority = options.priority if options.priority is not None else task.options.priority
+        envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
+        await self.enqueue(task.engine.name, envelope, options)
+        return envelope.id
+
+    async def send_by_name(
+        self,
+        engine: str,
+        name: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        options: SendOptions | None = None,
+    ) -> str:
+        """Enqueue a task known only by name (from the shell, or another language's task)."""
+        options = options or SendOptions()
+        priority = options.priority if options.priority is not None else Priority.NORMAL
+        envelope = self.build(name, args, kwargs or {}, priority, options)
+        await self.enqueue(engine, envelope, options)
+        return envelope.id
+
+    async def enqueue(self, engine: str, envelope: Envelope, options: SendOptions) -> None:
+        """Store an envelope: in its tier stream, or the delayed set for countdown/eta."""
+        payload = encode(envelope, self.broker.config.max_message_bytes)
+        eta_ms = options.eta_ms()
+        if options.countdown is None and eta_ms is None:
+            await self.broker.enqueue(engine, envelope.tier, payload)
+            return
+        delay_ms = None if options.countdown is None else int(options.countdown * 1000)
+        await self.broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
+
+    async def send_many(
+        self, task: Task[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
+    ) -> list[str]:
+        """Enqueue many calls of ``task`` in one pipelined round trip (bulk)."""
+        priority = task.options.priority
+        items = []
+        ids = []
+        for args, kwargs in calls:
+            envelope = self.build(
+                task.name, args, kwargs, priority, SendOptions(), task.options.ttl
+            )
+            items.append(
+                (task.engine.name, priority, encode(envelope, self.broker.config.max_message_bytes))
+            )
+            ids.append(envelope.id)
+        await self.broker.enqueue_many(items)
+        return ids

@@ -1,0 +1,69 @@
+"""The exceptions of nautilus-tasks.
+
+Everything the framework raises derives from one root::
+
+    NautilusTasksError
+    ├── ConfigurationError            bad settings, a bad engine or task declaration
+    │   ├── EmbeddedServerError       the embedded Valkey could not start or stop
+    │   └── NotBound                  a task was sent through an engine with no client bound
+    ├── MessageError                  a message that cannot be built or understood
+    │   ├── MalformedMessage          a stream entry that is not a valid v1 envelope
+    │   ├── MessageTooLarge           an encoded message over ``max_message_bytes``
+    │   └── InvalidArguments          arguments that do not match the handler's type hints
+    ├── UnknownTask                   no task of that name in the engine
+    └── BusError                      the bus (Redis) failed
+        └── BusUnavailable            the bus could not be reached; nothing was stored
+
+Handlers may raise anything; those exceptions are the user's, not part of this tree.
+"""
+
+from __future__ import annotations
+
+
+class NautilusTasksError(Exception):
+    """Root of every exception raised by nautilus-tasks."""
+
+
+class ConfigurationError(NautilusTasksError):
+    """Invalid settings, or an invalid engine or task declaration."""
+
+
+class EmbeddedServerError(ConfigurationError):
+    """The embedded Valkey server could not be started or stopped."""
+
+
+class NotBound(ConfigurationError):
+    """A task was sent through an engine that has no client bound to it."""
+
+
+class MessageError(NautilusTasksError):
+    """A message that cannot be built or understood."""
+
+
+class MalformedMessage(MessageError):
+    """A stream entry that is not a valid envelope of a supported wire format."""
+
+
+class MessageTooLarge(MessageError):
+    """An encoded message is larger than the configured ``max_message_bytes``."""
+
+
+class InvalidArguments(MessageError):
+    """Task arguments or an event payload do not match the handler's type hints."""
+
+    def __init__(self, task: str, detail: str) -> None:
+        super().__init__(f"invalid arguments for task {task!r}: {detail}")
+        self.task = task
+        self.detail = detail
+
+
+class UnknownTask(NautilusTasksError):
+    """No task of that name is declared in the engine."""
+
+
+class BusError(NautilusTasksError):
+    """The bus (a Redis-compatible server) returned an error."""
+
+
+class BusUnavailable(BusError):
+    """The bus could not be reached; the operation did not take effect."""

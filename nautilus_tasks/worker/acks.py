@@ -1,0 +1,113 @@
+"""Acks batched every millisecond into one ownership-checked script call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+
+from ..broker.base import Broker
+from ..errors import BusError, BusUnavailable
+from ..metrics import WorkerStats
+from ..priority import Priority
+
+log = logging.getLogger("nautilus_tasks.worker")
+
+MAX_BATCH = 1000
+
+
+class AckBatcher:
+    """Collects finished entry ids and acks them (XACK + XDEL) in batches.
+
+    A failed ack keeps its ids and is retried with backoff: the entries stay
+    pending meanwhile, so nothing is lost, and a message is never acked twice.
+    """
+
+    def __init__(
+        self, broker: Broker, engine: str, consumer: str, stats: WorkerStats, interval: float
+    ) -> None:
+        self.broker = broker
+        self.engine = engine
+        self.consumer = consumer
+        self.stats = stats
+        self.interval = interval
+        self._pending: defaultdict[Priority, list[str]] = defaultdict(list)
+        self._size = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, tier: Priority, entry_id: str) -> None:
+        self._pending[tier].append(entry_id)
+        self._size += 1
+        self._idle.clear()
+        self._wake.set()
+
+    def _take(self) -> dict[Priority, list[str]]:
+        batch: dict[Priority, list[str]] = {}
+        room = MAX_BATCH
+        for tier in list(self._pending):
+            ids = self._pending[tier]
+            batch[tier], self._pending[tier] = ids[:room], ids[room:]
+            room -= len(batch[tier])
+            if not self._pending[tier]:
+                del self._pending[tier]
+        self._size -= sum(len(v) for v in batch.values())
+        return batch
+
+    def _restore(self, batch: dict[Priority, list[str]]) -> None:
+        for tier, ids in batch.items():
+            self._pending[tier][:0] = ids
+            self._size += len(ids)
+
+    async def run(self) -> None:
+        """Flush forever; cancel to stop (call ``flush`` first)."""
+        failures = 0
+        while True:
+            await self._wake.wait()
+            if self.interval and self._size < MAX_BATCH:
+                await asyncio.sleep(self.interval)
+            self._wake.clear()
+            while self._size:
+                batch = self._take()
+                try:
+                    await self._send(batch)
+                    failures = 0
+                except (BusUnavailable, BusError) as exc:
+                    self._restore(batch)
+                    failures += 1
+                    delay = random.uniform(0, min(5.0, 0.05 * 2**failures))
+                    log.warning(
+                        "ack of %d entries failed (%s); retry in %.2fs", self._size, exc, delay
+                    )
+                    await asyncio.sleep(delay)
+            self._idle.set()
+
+    async def _send(self, batch: dict[Priority, list[str]]) -> None:
+        refused = await self.broker.ack(self.engine, self.consumer, batch)
+        total = sum(len(v) for v in batch.values())
+        self.stats.counts["acked"] += total - len(refused)
+        if refused:
+            self.stats.counts["ownership_lost"] += len(refused)
+            log.warning(
+                "ack refused for %d entries of %s: another consumer owns them now (lease lost);"
+                " they will run again there: %s",
+                len(refused),
+                self.engine,
+                refused[:5],
+            )
+
+    async def flush(self, limit: float) -> bool:
+        """Wait until every collected id is acked; False if that took over ``limit`` s."""
+        if not self._size:
+            return True
+        self._wake.set()
+        try:
+            async with asyncio.timeout(limit):
+                while self._size:
+                    self._idle.clear()
+                    await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

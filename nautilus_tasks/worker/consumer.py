@@ -1,0 +1,112 @@
+"""The fetch loop: priority reads into a bounded local queue served by priority."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import random
+import time
+
+from ..broker.base import Broker, Delivery
+from ..errors import BusError, BusUnavailable
+from ..priority import Priority
+
+log = logging.getLogger("nautilus_tasks.worker")
+
+
+class LocalQueue:
+    """Prefetched deliveries. Served critical first; the anti-starvation share's
+    deliveries are served as if critical, so the share holds end to end."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Delivery]] = asyncio.PriorityQueue()
+        self._seq = itertools.count()
+
+    def put(self, delivery: Delivery) -> None:
+        key = Priority.CRITICAL if delivery.reserved else delivery.tier
+        self._queue.put_nowait((key, next(self._seq), delivery))
+
+    async def get(self) -> Delivery:
+        return (await self._queue.get())[2]
+
+    def drain(self) -> list[Delivery]:
+        """Take every delivery that has not started."""
+        out = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait()[2])
+        return out
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+
+class Fetcher:
+    """Keeps the local queue filled up to ``capacity`` held messages (queued + running)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        engine: str,
+        consumer: str,
+        queue: LocalQueue,
+        *,
+        capacity: int,
+        block_ms: int,
+        low_share: float,
+    ) -> None:
+        self.broker = broker
+        self.engine = engine
+        self.consumer = consumer
+        self.queue = queue
+        self.capacity = capacity
+        self.block_ms = block_ms
+        self.low_share = low_share
+        self.held = 0
+        self.last_fetch = time.monotonic()
+        """When a read last returned (with or without messages): the health signal."""
+        self._space = asyncio.Event()
+        self._credits = [0.0, 0.0, 0.0]
+
+    def release(self) -> None:
+        """One held message is finished: room for another."""
+        self.held -= 1
+        self._space.set()
+
+    def _reserve(self, free: int) -> list[int]:
+        """Whole entries of the share owed to high, normal and low; fractions carry over."""
+        out = []
+        for i in range(3):
+            self._credits[i] += free * self.low_share
+            whole = math.floor(self._credits[i])
+            self._credits[i] -= whole
+            out.append(whole)
+        return out
+
+    async def run(self) -> None:
+        """Fetch until cancelled. Bus errors back off with jitter and never end the loop."""
+        failures = 0
+        while True:
+            free = self.capacity - self.held
+            if free <= 0:
+                self._space.clear()
+                await self._space.wait()
+                continue
+            try:
+                got = await self.broker.read(
+                    self.engine, self.consumer, free, self._reserve(free), self.block_ms
+                )
+            except (BusUnavailable, BusError) as exc:
+                failures += 1
+                delay = random.uniform(0, min(5.0, 0.05 * 2**failures))
+                log.warning("fetch from %s failed (%s); retrying in %.2fs", self.engine, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("fetching from %s again after %d failures", self.engine, failures)
+                failures = 0
+            self.last_fetch = time.monotonic()
+            self.held += len(got)
+            for delivery in got:
+                self.queue.put(delivery)

@@ -1,0 +1,52 @@
+"""Background duties of a worker: delayed-task promotion, heartbeat and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import orjson
+
+from ..broker.base import Broker
+from ..errors import BusError
+from ..message import now_ms
+from ..metrics import WorkerStats
+
+log = logging.getLogger("nautilus_tasks.worker")
+
+PROMOTE_BATCH = 1000
+
+
+async def promote_loop(broker: Broker, engine: str, interval: float) -> None:
+    """Move due delayed messages into their streams. Safe to run in many workers at once:
+    the script moves each member exactly once, judged by Redis TIME."""
+    while True:
+        try:
+            moved, wait_ms = await broker.promote_due(engine, PROMOTE_BATCH)
+        except BusError as exc:
+            log.warning("promotion of delayed messages in %s failed: %s", engine, exc)
+            await asyncio.sleep(interval * random.uniform(1, 3))
+            continue
+        if moved >= PROMOTE_BATCH:
+            continue
+        pause = interval if wait_ms < 0 else min(interval, wait_ms / 1000)
+        await asyncio.sleep(pause)
+
+
+async def report_loop(
+    broker: Broker, engine: str, consumer: str, stats: WorkerStats, interval: float
+) -> None:
+    """Heartbeat and publish this worker's counters; a failed write is retried next time."""
+    while True:
+        await report_once(broker, engine, consumer, stats)
+        await asyncio.sleep(interval)
+
+
+async def report_once(broker: Broker, engine: str, consumer: str, stats: WorkerStats) -> None:
+    at = now_ms()
+    try:
+        await broker.heartbeat(engine, consumer, at)
+        await broker.write_stats(engine, consumer, orjson.dumps(stats.to_json(at=at)))
+    except BusError as exc:
+        log.warning("could not report stats of %s: %s", engine, exc)

@@ -1,0 +1,199 @@
+"""Worker lifecycle: connect once, fetch and run, drain gracefully on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..broker.base import Broker
+from ..config import BusConfig, WorkerConfig
+from ..engine import Engine
+from ..errors import BusError
+from ..metrics import WorkerStats
+from ..priority import Priority
+from .acks import AckBatcher
+from .consumer import Fetcher, LocalQueue
+from .executor import Executor
+from .maintenance import promote_loop, report_loop, report_once
+
+log = logging.getLogger("nautilus_tasks.worker")
+
+
+def consumer_name() -> str:
+    """A consumer name unique to this process start: host-pid-random."""
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    """Runs one engine's tasks from one bus until ``stop()``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        broker: Broker,
+        config: WorkerConfig | None = None,
+        consumer: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.broker = broker
+        self.config = config or WorkerConfig()
+        self.consumer = consumer or consumer_name()
+        self.stats = WorkerStats()
+        self.queue = LocalQueue()
+        self.fetcher = Fetcher(
+            broker,
+            engine.name,
+            self.consumer,
+            self.queue,
+            capacity=self.config.capacity,
+            block_ms=self.config.block_ms,
+            low_share=self.config.low_share,
+        )
+        self.acks = AckBatcher(
+            broker, engine.name, self.consumer, self.stats, self.config.ack_interval
+        )
+        self.running: dict[str, Priority] = {}
+        self._nothing_running = asyncio.Event()
+        self._nothing_running.set()
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (idempotent)."""
+        self._stop.set()
+
+    def healthy(self, now: float | None = None) -> bool:
+        """Fetched, or finished an idle blocking read, within a few block periods."""
+        now = time.monotonic() if now is None else now
+        limit = max(5.0, 3 * self.config.block_ms / 1000)
+        return self.fetcher.held >= self.fetcher.capacity or now - self.fetcher.last_fetch < limit
+
+    async def _slot(self, executor: Executor) -> None:
+        while True:
+            delivery = await self.queue.get()
+            self.running[delivery.entry_id] = delivery.tier
+            self._nothing_running.clear()
+            try:
+                await executor.process(delivery)
+            finally:
+                del self.running[delivery.entry_id]
+                if not self.running:
+                    self._nothing_running.set()
+                self.fetcher.release()
+
+    async def run(self) -> None:
+        """Serve until ``stop()``, then drain. Returns when everything is handed back."""
+        await self.broker.ensure_groups(self.engine.name, self.consumer)
+        version = await self.broker.server_version()
+        log.info(
+            "worker %s of engine %r: %s at %s, streams %s:{%s}:q:critical|high|normal|low,"
+            " concurrency %d, prefetch %d",
+            *(self.consumer, self.engine.name, version, self.broker.url, self.broker.prefix),
+            *(self.engine.name, self.config.concurrency, self.config.prefetch_count),
+        )
+        with ThreadPoolExecutor(self.config.sync_threads, "nt-sync") as threads:
+            executor = Executor(
+                self.engine, self.broker, self.consumer, self.acks, self.stats, threads
+            )
+            async with asyncio.TaskGroup() as group:
+                name, cfg = self.engine.name, self.config
+                background = [
+                    group.create_task(self.fetcher.run()),
+                    group.create_task(self.acks.run()),
+                    group.create_task(promote_loop(self.broker, name, cfg.promote_interval)),
+                    group.create_task(
+                        report_loop(
+                            self.broker, name, self.consumer, self.stats, cfg.stats_interval
+                        )
+                    ),
+                ]
+                slots = [
+                    group.create_task(self._slot(executor)) for _ in range(self.config.concurrency)
+                ]
+                self.started.set()
+                await self._stop.wait()
+                await self._drain(background[0], slots)
+                for task in background:
+                    task.cancel()
+        await report_once(self.broker, self.engine.name, self.consumer, self.stats)
+        log.info("worker %s stopped: %s", self.consumer, dict(self.stats.counts))
+
+    async def _drain(self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]]) -> None:
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        unstarted = self.queue.drain()
+        for _ in unstarted:
+            self.fetcher.release()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.grace):
+                await self._nothing_running.wait()
+        if self.running:
+            log.warning(
+                "grace period over: %d tasks still running are cancelled and stay pending",
+                len(self.running),
+            )
+        for slot in slots:
+            slot.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+        if not await self.acks.flush(max(5.0, self.config.grace)):
+            log.error("could not flush acks; those entries stay pending and will run again")
+        await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """Requeue what this consumer holds but did not finish, then leave the group."""
+        try:
+            owned = await self.broker.owned_pending(self.engine.name, self.consumer)
+            count = sum(len(v) for v in owned.values())
+            if count:
+                moved = await self.broker.requeue(self.engine.name, self.consumer, owned)
+                log.info("handed back %d unstarted messages of %s", moved, self.engine.name)
+            await self.broker.release(self.engine.name, self.consumer)
+        except BusError as exc:
+            log.error("could not hand back held messages (%s): they stay pending for reclaim", exc)
+
+
+async def serve(
+    engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
+) -> None:
+    """Connect once, run a worker until SIGTERM/SIGINT; a second signal exits at once."""
+    from ..client import Client
+
+    client = await Client.connect(bus)
+    worker = Worker(engine, client.broker, config, consumer)
+    engine.bind(client)
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            log.info(
+                "%s: stopping gracefully (send again to exit at once)", signal.Signals(signum).name
+            )
+            worker.stop()
+        else:
+            log.warning("second signal: exiting now; unacked messages stay pending")
+            os._exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await worker.run()
+    finally:
+        engine.bind(None)
+        await client.close()
+
+
+def run_worker(
+    engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
+) -> None:
+    """Blocking entry point used by the CLI."""
+    asyncio.run(serve(engine, bus, config, consumer))
