@@ -68,6 +68,12 @@ class Fetcher:
         """When a read last returned (with or without messages): the health signal."""
         self._space = asyncio.Event()
         self._credits = [0.0, 0.0, 0.0]
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Fetch no more; the loop ends at its next turn even if a cancellation was lost."""
+        self._stopping = True
+        self._space.set()
 
     def release(self) -> None:
         """One held message is finished: room for another."""
@@ -87,7 +93,7 @@ class Fetcher:
     async def run(self) -> None:
         """Fetch until cancelled. Bus errors back off with jitter and never end the loop."""
         failures = 0
-        while True:
+        while not self._stopping:
             free = self.capacity - self.held
             if free <= 0:
                 self._space.clear()
@@ -107,6 +113,9 @@ class Fetcher:
                 log.info("fetching from %s again after %d failures", self.engine, failures)
                 failures = 0
             self.last_fetch = time.monotonic()
+            if self._stopping:  # stopped during the read: hand these back with the rest
+                log.debug("stopped during a read; %d deliveries stay pending", len(got))
+                return
             self.held += len(got)
             for delivery in got:
                 self.queue.put(delivery)

@@ -126,6 +126,7 @@ class Worker:
         log.info("worker %s stopped: %s", self.consumer, dict(self.stats.counts))
 
     async def _drain(self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]]) -> None:
+        self.fetcher.stop()
         fetch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fetch

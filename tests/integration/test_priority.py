@@ -1,0 +1,88 @@
+"""Priority: a critical task overtakes a low backlog; tiers drain in order, but for the share."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nautilus_tasks import Client, Engine, Priority, WorkerConfig
+from tests.helpers import running_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _engine(order: list[tuple[str, int]], reached: asyncio.Event | None = None) -> Engine:
+    engine = Engine("prio")
+
+    @engine.task(priority=Priority.LOW)
+    async def job(label: str, n: int, pause: float = 0.0) -> None:
+        order.append((label, n))
+        if reached is not None and len(order) >= 20:
+            reached.set()
+        if pause:
+            await asyncio.sleep(pause)  # the task's own work, not a test wait
+
+    return engine
+
+
+async def test_critical_overtakes_10k_low_backlog(client: Client) -> None:
+    order: list[tuple[str, int]] = []
+    reached = asyncio.Event()
+    engine = _engine(order, reached)
+    job = engine.tasks["job"]
+    client.bind(engine)
+    for start in range(0, 10_000, 1000):
+        await client.send_many(job, [(("low", n, 0.001), {}) for n in range(start, start + 1000)])
+    config = WorkerConfig(concurrency=10, grace=5)
+    async with running_worker(engine, client, config):
+        await asyncio.wait_for(reached.wait(), 20)
+        await job.send_with(priority=Priority.CRITICAL)("critical", 0)
+        await wait_for(lambda: ("critical", 0) in order)
+    low_before = order.index(("critical", 0))
+    assert low_before <= 100, f"{low_before} LOW tasks started before the CRITICAL one"
+
+
+def intrusions(tiers: list[int]) -> int:
+    """Starts of a lower tier while a higher-tier message was still waiting."""
+    count = 0
+    best_after = [99] * (len(tiers) + 1)
+    for i in range(len(tiers) - 1, -1, -1):
+        best_after[i] = min(tiers[i], best_after[i + 1])
+    for i, tier in enumerate(tiers):
+        if tier > best_after[i + 1]:
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("share", [0.0, 0.01])
+async def test_mixed_tiers_drain_in_order_but_for_the_share(client: Client, share: float) -> None:
+    order: list[tuple[str, int]] = []
+    engine = _engine(order)
+    job = engine.tasks["job"]
+    client.bind(engine)
+    per_tier = 500
+    for tier in reversed(Priority):  # lowest first, so stream order alone would be wrong
+        sender = job.send_with(priority=tier)
+        for n in range(per_tier):
+            await sender(tier.label, n)
+    config = WorkerConfig(concurrency=1, prefetch=1, low_share=share, grace=5)
+    async with running_worker(engine, client, config):
+        await wait_for(lambda: len(order) == 4 * per_tier)
+    tiers = [Priority[label.upper()].value for label, _ in order]
+    found = intrusions(tiers)
+    if share == 0.0:
+        assert found == 0
+    else:
+        # each of the three lower tiers is owed `share` of every fetch while backlogged
+        assert 1 <= found <= 3 * share * len(tiers) + 8, found
+    # and within each tier, messages start in the order they were sent
+    for tier in Priority:
+        ns = [n for label, n in order if label == tier.label]
+        assert ns == sorted(ns)
+
+
+def test_intrusions_counts_out_of_order_starts() -> None:
+    assert intrusions([0, 0, 1, 2, 3]) == 0
+    assert intrusions([0, 3, 0, 1]) == 1
+    assert intrusions([3, 2, 1, 0]) == 3

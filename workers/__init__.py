@@ -1,0 +1,1 @@
+"""Programs that run the example engines: ``python -m workers.demo``."""
