@@ -139,7 +139,7 @@ def decode(fields: dict[bytes, bytes]) -> Envelope:
     if not isinstance(data, dict):
         raise MalformedMessage(f"envelope is a JSON {type(data).__name__}, not an object")
     version = data.get("v")
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:
         raise MalformedMessage(f"unsupported wire format version {version!r} (this is v1)")
     if _depth(data.get("body"), MAX_DEPTH) > MAX_DEPTH:
         raise MalformedMessage(f"body is nested deeper than {MAX_DEPTH} levels")

@@ -233,6 +233,12 @@ async def drive(
     return Report(len(trades), started, time.monotonic(), progress, problem)
 
 
+async def server_version(url: str) -> str:
+    """Connect once, before any worker starts: an unreachable server fails fast here."""
+    async with await Client.connect(BusConfig.from_url(url), source="demo") as client:
+        return await client.broker.server_version()
+
+
 async def delete_keys(url: str, prefix: str) -> int:
     """Delete every key of this run (``prefix:*``); returns how many."""
     conn = aioredis.Redis.from_url(url)
@@ -263,6 +269,11 @@ def run(url: str, args: argparse.Namespace) -> int:
     prefix = f"demo-{secrets.token_hex(4)}"
     log_path = Path(tempfile.gettempdir()) / f"nautilus-tasks-{prefix}.log"
     report: Report | None = None
+    try:
+        log.info("server: %s", asyncio.run(server_version(url)))
+    except NautilusTasksError as exc:
+        log.error("demo failed: %s", exc)
+        return 1
     try:
         with running_workers(url, prefix, log_path) as proc:
             report = asyncio.run(drive(url, prefix, args, proc))

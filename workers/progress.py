@@ -124,8 +124,14 @@ def _ms(value: float | None) -> str:
 
 
 def render(report: Report) -> Table:
-    """The per-engine table: counts, throughput and end-to-end latency."""
-    elapsed = report.finished - report.started
+    """The per-engine table: counts, throughput and end-to-end latency.
+
+    Throughput is processed messages over the time from the first send until the engine's
+    streams were seen empty for good (the total: until the last engine's were).
+    """
+    ends = [p.drained_at for p in report.progress.values()]
+    last = report.finished if None in ends else max(e for e in ends if e is not None)
+    elapsed = max(last - report.started, 1e-9)
     table = Table(
         title=f"nautilus-tasks demo: {report.trades:,} trades",
         caption="latency: enqueue to handler end, queueing behind the burst included",

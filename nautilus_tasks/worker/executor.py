@@ -72,8 +72,10 @@ class Executor:
             )
             await self.dead_letter(delivery, "expired", None, envelope)
             return
-        body = envelope.body if isinstance(envelope.body, dict) else {}
+        body = {} if envelope.body is None else envelope.body
         try:
+            if not isinstance(body, dict):
+                raise InvalidArguments(task.qualified_name, "body must be a JSON object")
             kwargs = task.validator.validate(body.get("args", []), body.get("kwargs", {}))
         except InvalidArguments as exc:
             log.error("message %s rejected: %s", envelope.id, exc)
@@ -83,7 +85,7 @@ class Executor:
             await self._call(task, kwargs)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
             log.exception("task %s failed (message %s)", task.qualified_name, envelope.id)
             self.stats.counts["failed"] += 1
             await self.dead_letter(delivery, "failed", exc, envelope)
@@ -129,7 +131,7 @@ class Executor:
         try:
             moved = await self.broker.dead_letter(self.engine.name, self.consumer, delivery, meta)
         except BusError as exc2:
-            # The entry stays pending, owned by us; it is retried after a reclaim.
+            # The entry stays pending, owned by this consumer: not lost, not acked.
             log.error("could not dead-letter %s (%s): %s", delivery.entry_id, reason, exc2)
             return
         if not moved:

@@ -43,10 +43,14 @@ async def report_loop(
         await asyncio.sleep(interval)
 
 
-async def report_once(broker: Broker, engine: str, consumer: str, stats: WorkerStats) -> None:
+async def report_once(
+    broker: Broker, engine: str, consumer: str, stats: WorkerStats, *, heartbeat: bool = True
+) -> None:
+    """Write this worker's counters (and, unless it is leaving, its heartbeat)."""
     at = now_ms()
     try:
-        await broker.heartbeat(engine, consumer, at)
+        if heartbeat:
+            await broker.heartbeat(engine, consumer, at)
         await broker.write_stats(engine, consumer, orjson.dumps(stats.to_json(at=at)))
     except BusError as exc:
         log.warning("could not report stats of %s: %s", engine, exc)

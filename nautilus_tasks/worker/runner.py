@@ -122,7 +122,9 @@ class Worker:
                 await self._drain(background[0], slots)
                 for task in background:
                     task.cancel()
-        await report_once(self.broker, self.engine.name, self.consumer, self.stats)
+        await report_once(
+            self.broker, self.engine.name, self.consumer, self.stats, heartbeat=False
+        )
         log.info("worker %s stopped: %s", self.consumer, dict(self.stats.counts))
 
     async def _drain(self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]]) -> None:
@@ -138,7 +140,7 @@ class Worker:
                 await self._nothing_running.wait()
         if self.running:
             log.warning(
-                "grace period over: %d tasks still running are cancelled and stay pending",
+                "grace period over: %d running tasks are cancelled; they are handed back to run again",
                 len(self.running),
             )
         for slot in slots:
@@ -158,7 +160,7 @@ class Worker:
                 log.info("handed back %d unstarted messages of %s", moved, self.engine.name)
             await self.broker.release(self.engine.name, self.consumer)
         except BusError as exc:
-            log.error("could not hand back held messages (%s): they stay pending for reclaim", exc)
+            log.error("could not hand back held messages (%s): they stay pending under this consumer", exc)
 
 
 async def serve(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -54,13 +54,17 @@ class RedisBroker:
     @classmethod
     async def connect(cls, config: BusConfig) -> RedisBroker:
         """Open the pool and load the Lua scripts; BusUnavailable if unreachable."""
-        redis = aioredis.Redis.from_url(
+        # A blocking pool: when every connection is busy a command waits for one
+        # (up to socket_timeout) instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             config.url,
             socket_timeout=config.socket_timeout,
             socket_connect_timeout=config.connect_timeout,
             max_connections=config.max_connections,
+            timeout=config.socket_timeout,
             decode_responses=False,
         )
+        redis = aioredis.Redis.from_pool(pool)
         broker = cls(config, redis)
         try:
             async with _errors(f"connect to {config.url}"):
@@ -229,10 +233,10 @@ class RedisBroker:
             for tier, stream in zip(TIERS, keys.streams, strict=True):
                 start = "-"
                 while True:
-                    rows = await self._redis.xpending_range(
+                    rows: list[dict[str, Any]] = await self._redis.xpending_range(
                         stream, keys.group, min=start, max="+", count=1000, consumername=consumer
                     )
-                    ids = [_str(r["message_id"]) for r in rows]  # type: ignore[arg-type]
+                    ids = [_str(r["message_id"]) for r in rows]
                     out.setdefault(tier, []).extend(ids)
                     if len(rows) < 1000:
                         break
@@ -249,7 +253,10 @@ class RedisBroker:
 
     async def write_stats(self, engine: str, consumer: str, data: bytes) -> None:
         async with _errors(f"stats of {engine}"):
-            await self._redis.hset(self.keys(engine).stats, consumer, data)
+            # redis-py types hset as sync-or-async; on the asyncio client it is async
+            await cast(
+                Awaitable[int], self._redis.hset(self.keys(engine).stats, mapping={consumer: data})
+            )
 
     async def inspect(self, engine: str) -> EngineInfo:
         async with _errors(f"inspect {engine}"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -32,8 +33,9 @@ async def _tier(redis: aioredis.Redis, keys: Keys, index: int, now_ms: int) -> T
     oldest = None
     if pending:
         summary = await redis.xpending(stream, keys.group)
-        first = _text(summary["min"])
-        oldest = max(0, now_ms - int(first.split("-", 1)[0]))
+        if summary["min"] is not None:  # it may have been acked since XINFO
+            first = _text(summary["min"])
+            oldest = max(0, now_ms - int(first.split("-", 1)[0]))
     return TierInfo(
         tier=tier,
         length=length,
@@ -49,7 +51,7 @@ async def inspect_engine(redis: aioredis.Redis, keys: Keys) -> EngineInfo:
     seconds, micros = await redis.time()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     tiers = [await _tier(redis, keys, i, now_ms) for i in range(len(TIERS))]
-    stats: dict[Any, Any] = await redis.hgetall(keys.stats)
+    stats = await cast(Awaitable[dict[Any, Any]], redis.hgetall(keys.stats))
     return EngineInfo(
         engine=keys.engine,
         tiers=tiers,
