@@ -122,9 +122,7 @@ class Worker:
                 await self._drain(background[0], slots)
                 for task in background:
                     task.cancel()
-        await report_once(
-            self.broker, self.engine.name, self.consumer, self.stats, heartbeat=False
-        )
+        await report_once(self.broker, self.engine.name, self.consumer, self.stats, heartbeat=False)
         log.info("worker %s stopped: %s", self.consumer, dict(self.stats.counts))
 
     async def _drain(self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]]) -> None:
@@ -140,7 +138,7 @@ class Worker:
                 await self._nothing_running.wait()
         if self.running:
             log.warning(
-                "grace period over: %d running tasks are cancelled; they are handed back to run again",
+                "grace period over: %d running tasks are cancelled and handed back to run again",
                 len(self.running),
             )
         for slot in slots:
@@ -160,7 +158,7 @@ class Worker:
                 log.info("handed back %d unstarted messages of %s", moved, self.engine.name)
             await self.broker.release(self.engine.name, self.consumer)
         except BusError as exc:
-            log.error("could not hand back held messages (%s): they stay pending under this consumer", exc)
+            log.error("could not hand back held messages (%s): they stay pending here", exc)
 
 
 async def serve(

@@ -63,9 +63,7 @@ async def test_sigterm_with_100_in_flight_then_new_worker_runs_everything(
         assert await raw.xlen(stream) == 0, "acked entries are deleted"
 
 
-async def _in_flight_at_least(
-    raw: aioredis.Redis, client: Client, prefix: str, n: int
-) -> bool:
+async def _in_flight_at_least(raw: aioredis.Redis, client: Client, prefix: str, n: int) -> bool:
     started = int(await raw.get(f"{prefix}:test:started") or 0)
     done = len(await raw.hkeys(f"{prefix}:test:runs"))
     return started - done >= n
@@ -97,4 +95,3 @@ async def test_second_signal_exits_at_once_leaving_work_pending(
     assert await _pending(raw, client) >= 10
     total = sum([await raw.xlen(s) for s in client.broker.keys("recorder").streams])
     assert total == 20
-

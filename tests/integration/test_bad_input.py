@@ -12,6 +12,9 @@ from tests.helpers import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
+DEEP = "[" * 80 + "]" * 80
+EMPTY = '{"args":[],"kwargs":{}}'
+
 
 def _engine(done: list[float]) -> Engine:
     engine = Engine("risk")
@@ -62,9 +65,9 @@ async def _dead_count(raw: aioredis.Redis, client: Client, n: int) -> bool:
         ({"envelope": "{not json"}, b"malformed"),
         ({"envelope": b"\xff\xfe\x00bad"}, b"malformed"),
         ({"envelope": '{"v":2,"id":"a","name":"check_limit"}'}, b"malformed"),
-        ({"envelope": '{"v":1,"id":"a","name":"check_limit","body":' + "[" * 80 + "]" * 80 + "}"}, b"malformed"),
+        ({"envelope": '{"v":1,"id":"a","name":"check_limit","body":' + DEEP + "}"}, b"malformed"),
         ({"envelope": '{"v":1,"id":"a","name":"no_such_task"}'}, b"unknown_task"),
-        ({"envelope": '{"v":1,"id":"a","name":"check_limit","body":{"args":[],"kwargs":{}}}'}, b"invalid"),
+        ({"envelope": '{"v":1,"id":"a","name":"check_limit","body":' + EMPTY + "}"}, b"invalid"),
         ({"envelope": '{"v":1,"id":"a","name":"check_limit","ttl":1,"enqueued_at":1000,'
           '"body":{"args":["X",1],"kwargs":{}}}'}, b"expired"),
     ],

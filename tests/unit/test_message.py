@@ -1,0 +1,79 @@
+"""The v1 envelope: encoding, decoding, and every way an entry can be malformed."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from nautilus_tasks import Envelope, MalformedMessage, MessageTooLarge, Priority
+from nautilus_tasks.message import decode, encode, new_id, task_body
+from nautilus_tasks.metrics import Histogram, bucket_of, bucket_upper
+
+DEEP = b"[" * 70 + b"]" * 70
+
+
+class Quote(BaseModel):
+    bid: float
+    ask: float
+
+
+def test_roundtrip_with_models_in_the_body() -> None:
+    env = Envelope(
+        id=new_id(),
+        name="q",
+        priority="high",
+        body=task_body((Quote(bid=1, ask=2),), {"x": {1, 2}}),
+        enqueued_at=1000,
+        ttl=500,
+    )
+    back = decode({b"envelope": encode(env)})
+    assert back.body == {"args": [{"bid": 1.0, "ask": 2.0}], "kwargs": {"x": [1, 2]}}
+    assert back.tier is Priority.HIGH
+    assert back.expires_at() == 1500
+    assert back.attempt == 0
+
+
+def test_ids_are_unique_and_time_ordered() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 for i in ids)
+
+
+def test_too_large_is_refused_before_sending() -> None:
+    env = Envelope(id="a", name="t", body="x" * 2000)
+    with pytest.raises(MessageTooLarge, match="over the limit"):
+        encode(env, max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({b"other": b"1"}, "no 'envelope' field"),
+        ({b"envelope": b"{nope"}, "not valid UTF-8 JSON"),
+        ({b"envelope": b"\xff\xfe"}, "not valid UTF-8 JSON"),
+        ({b"envelope": b"[1]"}, "not an object"),
+        ({b"envelope": b'{"v":2,"id":"a","name":"t"}'}, "version 2"),
+        ({b"envelope": b'{"v":true,"id":"a","name":"t"}'}, "version True"),
+        ({b"envelope": b'{"v":1,"name":"t"}'}, "id: Field required"),
+        ({b"envelope": b'{"v":1,"id":"a","name":"t","priority":"urgent"}'}, "priority"),
+        ({b"envelope": b'{"v":1,"id":"a","name":"t","body":' + DEEP + b"}"}, "nested"),
+    ],
+)  # fmt: skip
+def test_malformed_entries_say_why(fields: dict[bytes, bytes], match: str) -> None:
+    with pytest.raises(MalformedMessage, match=match):
+        decode(fields)
+
+
+def test_histogram_quantiles_merge() -> None:
+    a, b = Histogram(), Histogram()
+    for ms in range(1, 101):
+        a.observe(float(ms))
+    b.observe(1000.0)
+    merged = Histogram.merged([a, Histogram.from_json(b.to_json())])
+    assert merged.count == 101
+    p50 = merged.quantile(0.5)
+    assert p50 is not None and 50 <= p50 <= 56  # 10% buckets
+    p100 = merged.quantile(1.0)
+    assert p100 is not None and 1000 <= p100 <= 1100
+    assert Histogram().quantile(0.5) is None
+    assert bucket_upper(bucket_of(3.3)) >= 3.3
