@@ -42,7 +42,11 @@ def worker_command(
     if processes > 1:
         from ..worker.supervisor import supervise
 
-        argv = [sys.executable, "-m", "nautilus_tasks", "worker", app, "--processes", "1"]
+        if consumer is not None:
+            raise click.UsageError("--consumer names one process; it cannot go with --processes")
+        log_level = click.get_current_context().find_root().params.get("log_level", "INFO")
+        argv = [sys.executable, "-m", "nautilus_tasks", "--log-level", log_level]
+        argv += ["worker", app, "--processes", "1"]
         argv += ["-c", str(concurrency), "--grace", str(grace), "--threads", str(threads)]
         argv += [] if prefetch is None else ["--prefetch", str(prefetch)]
         argv += ["--redis", bus.url, "--prefix", bus.prefix]

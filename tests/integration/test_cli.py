@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -72,3 +74,30 @@ async def test_inspect_shows_lengths_and_pending_of_a_backlog(
     code, out, err = await cli(redis_url, prefix, "inspect")  # every engine, as a table
     assert code == 0, err
     assert "analytics" in out and "critical" in out
+
+
+async def test_server_command_runs_an_embedded_valkey_until_sigterm(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nautilus_tasks", "server", "--dir", str(tmp_path),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        assert url.startswith("redis://127.0.0.1:")
+        conn = aioredis.Redis.from_url(url)
+        assert await conn.ping()
+        await conn.aclose()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_worker_refuses_consumer_with_processes(redis_url: str, prefix: str) -> None:
+    code, _, err = await cli(
+        redis_url, prefix, "worker", "tests.apps.recorder:recorder", "-p", "2", "--consumer", "x"
+    )
+    assert code == 2 and "--consumer" in err
