@@ -62,6 +62,14 @@ class WorkerConfig(_Frozen):
     sync_threads: int = Field(default=8, ge=1)
     low_share: float = Field(default=0.01, ge=0, le=0.25)
     """Share of each fetch reserved for each tier below critical while it has a backlog."""
+    lease: float = Field(default=30.0, ge=0.2)
+    """Seconds a held entry may go unrenewed before other workers reclaim it."""
+    max_deliveries: int = Field(default=5, ge=1)
+    """Deliveries after which a reclaimed entry is dead-lettered as 'poison'."""
+    dead_max_len: int | None = Field(default=100_000, ge=1)
+    dead_max_age: float | None = Field(default=7 * 86400.0, gt=0)
+    """Retention of the dead-letter stream, by count and by age (seconds)."""
+    trim_interval: float = Field(default=60.0, gt=0)
     ack_interval: float = Field(default=0.001, ge=0)
     promote_interval: float = Field(default=0.1, gt=0)
     stats_interval: float = Field(default=1.0, gt=0)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, NotBound, UnknownTask
-from .priority import Priority
 from .task import Task, TaskOptions
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+_OPTION_NAMES = {f.name for f in dataclasses.fields(TaskOptions)} - {"name"}
 
 
 class Engine:
@@ -27,13 +28,17 @@ class Engine:
     ... def check(limit: float) -> bool: ...
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, max_backlog: int | None = None) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
                 f"engine name {name!r} must be lower-case letters, digits, '_' or '-',"
                 " starting with a letter"
             )
+        if max_backlog is not None and max_backlog < 1:
+            raise ConfigurationError(f"max_backlog must be >= 1, not {max_backlog}")
         self.name = name
+        self.max_backlog = max_backlog
+        """Refuse sends (BacklogFull) while a tier stream of this engine is this long."""
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._client: Client | None = None
 
@@ -45,44 +50,32 @@ class Engine:
 
     @overload
     def task(
-        self,
-        fn: None = None,
-        /,
-        *,
-        name: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        timeout: float | None = None,
-        ttl: float | None = None,
-        retries: int = 3,
+        self, fn: None = None, /, *, name: str | None = None, **options: Any
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
-        self,
-        fn: Callable[P, R] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        timeout: float | None = None,
-        ttl: float | None = None,
-        retries: int = 3,
+        self, fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: Any
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-        """Declare a task. Use bare (``@engine.task``) or with options."""
+        """Declare a task. Use bare (``@engine.task``) or with options::
+
+            @engine.task(priority=Priority.CRITICAL, timeout=5.0, retries=3, ttl=60.0,
+                         backoff_base=1.0, backoff_max=300.0, retry_on=(IOError,),
+                         dont_retry_on=(ValueError,), on_expire="dead")
+
+        The options are the fields of ``TaskOptions``; an unknown one is an error.
+        """
+        unknown = set(options) - _OPTION_NAMES
+        if unknown:
+            raise ConfigurationError(f"unknown task options {sorted(unknown)}")
 
         def decorate(func: Callable[P, R]) -> Task[P, R]:
-            options = TaskOptions.build(
-                name=name or func.__name__,
-                priority=priority,
-                timeout=timeout,
-                ttl=ttl,
-                retries=retries,
-            )
-            if options.name in self.tasks:
+            task_options = TaskOptions(name=name or func.__name__, **options)
+            if task_options.name in self.tasks:
                 raise ConfigurationError(
-                    f"engine {self.name!r} already has a task {options.name!r}"
+                    f"engine {self.name!r} already has a task {task_options.name!r}"
                 )
-            task = Task(self, func, options)
-            self.tasks[options.name] = task
+            task = Task(self, func, task_options)
+            self.tasks[task_options.name] = task
             return task
 
         return decorate if fn is None else decorate(fn)

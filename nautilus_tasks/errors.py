@@ -11,8 +11,11 @@ Everything the framework raises derives from one root::
     │   ├── MessageTooLarge           an encoded message over ``max_message_bytes``
     │   └── InvalidArguments          arguments that do not match the handler's type hints
     ├── UnknownTask                   no task of that name in the engine
+    ├── Retry                         raised by a handler to ask for another attempt
     └── BusError                      the bus (Redis) failed
-        └── BusUnavailable            the bus could not be reached; nothing was stored
+        ├── BusUnavailable            the bus could not be reached; nothing was stored
+        ├── BusFull                   the server is out of memory (maxmemory, noeviction)
+        └── BacklogFull               the engine's inbox is longer than its max_backlog
 
 Handlers may raise anything; those exceptions are the user's, not part of this tree.
 """
@@ -61,9 +64,28 @@ class UnknownTask(NautilusTasksError):
     """No task of that name is declared in the engine."""
 
 
+class Retry(NautilusTasksError):
+    """Raise inside a handler to run it again later: ``raise Retry(delay=5.0)``.
+
+    It counts against the task's ``retries``; without ``delay`` the task's backoff applies.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested (delay {delay})")
+        self.delay = delay
+
+
 class BusError(NautilusTasksError):
     """The bus (a Redis-compatible server) returned an error."""
 
 
 class BusUnavailable(BusError):
     """The bus could not be reached; the operation did not take effect."""
+
+
+class BusFull(BusError):
+    """The server refused a write because it is out of memory; nothing was stored."""
+
+
+class BacklogFull(BusError):
+    """The engine's inbox holds more than its ``max_backlog``; nothing was stored."""

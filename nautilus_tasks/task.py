@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from .errors import ConfigurationError
 from .priority import Priority
@@ -21,35 +22,47 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+ExceptionTypes = tuple[type[BaseException], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """What ``@engine.task(...)`` declared."""
+    """What ``@engine.task(...)`` declared. Times are in seconds."""
 
     name: str
-    priority: Priority
-    timeout: float | None
-    ttl: float | None
-    retries: int
+    priority: Priority = Priority.NORMAL
+    timeout: float | None = None
+    ttl: float | None = None
+    retries: int = 3
+    backoff_base: float = 1.0
+    backoff_max: float = 300.0
+    retry_on: ExceptionTypes = (Exception,)
+    dont_retry_on: ExceptionTypes = ()
+    on_expire: Literal["dead", "drop"] = "dead"
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        name: str,
-        priority: Priority | str,
-        timeout: float | None,
-        ttl: float | None,
-        retries: int,
-    ) -> TaskOptions:
-        """Check and normalise declared options."""
-        if not name or any(c in name for c in " \t\r\n"):
+    def __post_init__(self) -> None:
+        name = self.name
+        if not name or any(c in name for c in " \t\r\n|"):
             raise ConfigurationError(f"invalid task name {name!r}")
-        for label, value in (("timeout", timeout), ("ttl", ttl)):
+        for label in ("timeout", "ttl", "backoff_base", "backoff_max"):
+            value = getattr(self, label)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"task {name!r}: {label} must be positive, not {value}")
-        if retries < 0:
-            raise ConfigurationError(f"task {name!r}: retries must be >= 0, not {retries}")
-        return cls(name, Priority.parse(priority), timeout, ttl, retries)
+        if self.retries < 0:
+            raise ConfigurationError(f"task {name!r}: retries must be >= 0, not {self.retries}")
+        if self.on_expire not in ("dead", "drop"):
+            raise ConfigurationError(f"task {name!r}: on_expire is 'dead' or 'drop'")
+        object.__setattr__(self, "priority", Priority.parse(self.priority))
+
+    def retry_delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(max, base * 2**attempt)]."""
+        return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** min(attempt, 62)))
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        """Whether a failure of run number ``attempt + 1`` gets another run."""
+        if attempt >= self.retries or isinstance(exc, self.dont_retry_on):
+            return False
+        return isinstance(exc, self.retry_on)
 
 
 @dataclass(frozen=True, slots=True)

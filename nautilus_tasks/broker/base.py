@@ -18,6 +18,20 @@ class Delivery:
     fields: dict[bytes, bytes]
     reserved: bool = False
     """Fetched through the anti-starvation share: served ahead of its tier."""
+    deliveries: int = 1
+    """How many times the entry was delivered (known exactly after a reclaim)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """One XAUTOCLAIM step: what this consumer took over, and what it found."""
+
+    cursor: str
+    deliveries: list[Delivery]
+    deleted: list[str]
+    """Ids pending in the group whose entries were deleted: data lost outside the framework."""
+    poisoned: list[str]
+    """Ids delivered more than max_deliveries times, now dead-lettered as 'poison'."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +70,7 @@ class Broker(Protocol):
 
     async def server_version(self) -> str: ...
 
-    async def ensure_groups(self, engine: str, consumer: str | None = None) -> None: ...
+    async def ensure_groups(self, engine: str, consumer: str | None = None) -> int: ...
 
     async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str: ...
 
@@ -98,6 +112,35 @@ class Broker(Protocol):
         delivery: Delivery,
         meta: Mapping[str, str],
     ) -> bool: ...
+
+    async def retry(
+        self, engine: str, consumer: str, delivery: Delivery, payload: bytes, delay_ms: int
+    ) -> bool: ...
+
+    async def renew(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[str]: ...
+
+    async def reclaim(
+        self,
+        engine: str,
+        consumer: str,
+        tier: Priority,
+        *,
+        cursor: str,
+        count: int,
+        min_idle_ms: int,
+        max_deliveries: int,
+        now_ms: int,
+    ) -> Reclaimed: ...
+
+    async def enqueue_bounded(
+        self, engine: str, tier: Priority, payload: bytes, max_backlog: int
+    ) -> str: ...
+
+    async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int: ...
+
+    async def config_get(self, name: str) -> str | None: ...
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]: ...
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable
 
 from ..broker.base import Broker
 from ..errors import BusError, BusUnavailable
@@ -37,6 +38,8 @@ class AckBatcher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.on_done: Callable[[list[str]], None] | None = None
+        """Called with the ids of each batch once the server answered (acked or refused)."""
 
     def add(self, tier: Priority, entry_id: str) -> None:
         self._pending[tier].append(entry_id)
@@ -86,6 +89,8 @@ class AckBatcher:
 
     async def _send(self, batch: dict[Priority, list[str]]) -> None:
         refused = await self.broker.ack(self.engine, self.consumer, batch)
+        if self.on_done is not None:
+            self.on_done([i for ids in batch.values() for i in ids])
         total = sum(len(v) for v in batch.values())
         self.stats.counts["acked"] += total - len(refused)
         if refused:

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 
 from ..broker.base import Broker, Delivery
 from ..errors import BusError, BusUnavailable
@@ -69,6 +70,8 @@ class Fetcher:
         self._space = asyncio.Event()
         self._credits = [0.0, 0.0, 0.0]
         self._stopping = False
+        self.on_hold: Callable[[str, Priority], None] | None = None
+        """Called for each accepted delivery (the worker's lease table)."""
 
     def stop(self) -> None:
         """Fetch no more; the loop ends at its next turn even if a cancellation was lost."""
@@ -79,6 +82,19 @@ class Fetcher:
         """One held message is finished: room for another."""
         self.held -= 1
         self._space.set()
+
+    @property
+    def free(self) -> int:
+        """Room for more messages: capacity minus those queued or running."""
+        return self.capacity - self.held
+
+    def accept(self, deliveries: list[Delivery]) -> None:
+        """Queue deliveries (read or reclaimed) for the executors."""
+        self.held += len(deliveries)
+        for delivery in deliveries:
+            if self.on_hold is not None:
+                self.on_hold(delivery.entry_id, delivery.tier)
+            self.queue.put(delivery)
 
     def _reserve(self, free: int) -> list[int]:
         """Whole entries of the share owed to high, normal and low; fractions carry over."""
@@ -116,6 +132,4 @@ class Fetcher:
             if self._stopping:  # stopped during the read: hand these back with the rest
                 log.debug("stopped during a read; %d deliveries stay pending", len(got))
                 return
-            self.held += len(got)
-            for delivery in got:
-                self.queue.put(delivery)
+            self.accept(got)

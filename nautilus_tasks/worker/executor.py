@@ -1,4 +1,4 @@
-"""One message: decode, validate, call, then ack or dead-letter."""
+"""One message: decode, validate, call, then ack, retry or dead-letter."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from typing import Any
 
 from ..broker.base import Broker, Delivery
 from ..engine import Engine
-from ..errors import BusError, InvalidArguments, MalformedMessage
-from ..message import Envelope, Kind, decode, now_ms
+from ..errors import BusError, InvalidArguments, MalformedMessage, Retry
+from ..message import Envelope, Kind, decode, encode, now_ms
 from ..metrics import WorkerStats
 from ..task import Task
 from .acks import AckBatcher
+from .leases import Leases
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -33,6 +34,7 @@ class Executor:
         acks: AckBatcher,
         stats: WorkerStats,
         threads: ThreadPoolExecutor,
+        leases: Leases,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -40,6 +42,7 @@ class Executor:
         self.acks = acks
         self.stats = stats
         self.threads = threads
+        self.leases = leases
 
     async def process(self, delivery: Delivery) -> None:
         """Handle one delivery completely. Never raises except on cancellation."""
@@ -50,28 +53,36 @@ class Executor:
             await self.dead_letter(delivery, "malformed", exc)
             return
         if envelope.kind is not Kind.TASK:
-            exc2 = MalformedMessage(f"a {envelope.kind.value} message in a task inbox")
-            await self.dead_letter(delivery, "malformed", exc2, envelope)
+            wrong = MalformedMessage(f"a {envelope.kind.value} message in a task inbox")
+            await self.dead_letter(delivery, "malformed", wrong, envelope)
             return
         task = self.engine.tasks.get(envelope.name)
         if task is None:
             log.error(
                 "unknown task %r in %s (message %s)", envelope.name, self.engine.name, envelope.id
             )
-            exc3 = LookupError(f"engine {self.engine.name!r} has no task {envelope.name!r}")
-            await self.dead_letter(delivery, "unknown_task", exc3, envelope)
+            missing = LookupError(f"engine {self.engine.name!r} has no task {envelope.name!r}")
+            await self.dead_letter(delivery, "unknown_task", missing, envelope)
+            return
+        if self._expired(envelope):
+            await self._expire(task, delivery, envelope)
             return
         await self._run(task, delivery, envelope)
 
-    async def _run(self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope) -> None:
-        started = now_ms()
+    @staticmethod
+    def _expired(envelope: Envelope) -> bool:
         expires = envelope.expires_at()
-        if expires is not None and started > expires:
-            log.warning(
-                "message %s for %s expired before it started", envelope.id, task.qualified_name
-            )
+        return expires is not None and now_ms() > expires
+
+    async def _expire(self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope) -> None:
+        log.warning("message %s for %s expired before it started", envelope.id, task.qualified_name)
+        if task.options.on_expire == "drop":
+            self.stats.counts["expired_dropped"] += 1
+            self.acks.add(delivery.tier, delivery.entry_id)
+        else:
             await self.dead_letter(delivery, "expired", None, envelope)
-            return
+
+    async def _run(self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope) -> None:
         body = {} if envelope.body is None else envelope.body
         try:
             if not isinstance(body, dict):
@@ -86,9 +97,8 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
-            log.exception("task %s failed (message %s)", task.qualified_name, envelope.id)
             self.stats.counts["failed"] += 1
-            await self.dead_letter(delivery, "failed", exc, envelope)
+            await self._failed(task, delivery, envelope, exc)
             return
         self.acks.add(delivery.tier, delivery.entry_id)
         self.stats.counts["succeeded"] += 1
@@ -105,6 +115,51 @@ class Executor:
         # A thread cannot be killed: past the timeout the caller stops waiting and the
         # run counts as failed, while the thread finishes in the background.
         return await asyncio.wait_for(future, timeout)
+
+    async def _failed(
+        self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope, exc: BaseException
+    ) -> None:
+        """Retry with backoff while the policy allows, else dead-letter as 'failed'."""
+        options, attempt = task.options, envelope.attempt
+        if isinstance(exc, Retry):
+            again = attempt < options.retries
+            delay = options.retry_delay(attempt) if exc.delay is None else exc.delay
+        else:
+            again = options.should_retry(exc, attempt)
+            delay = options.retry_delay(attempt)
+        if not again:
+            log.error(
+                "task %s failed for good after %d runs (message %s): %s: %s",
+                task.qualified_name, attempt + 1, envelope.id, type(exc).__name__, exc,
+                exc_info=exc,
+            )  # fmt: skip
+            await self.dead_letter(delivery, "failed", exc, envelope)
+            return
+        log.warning(
+            "task %s failed (run %d of %d, message %s): %s: %s; retrying in %.2fs",
+            task.qualified_name, attempt + 1, options.retries + 1, envelope.id,
+            type(exc).__name__, exc, delay, exc_info=not isinstance(exc, Retry),
+        )  # fmt: skip
+        await self._retry(delivery, envelope, delay)
+
+    async def _retry(self, delivery: Delivery, envelope: Envelope, delay: float) -> None:
+        """Ack and schedule the next attempt in one script; same message id, attempt + 1."""
+        payload = encode(envelope.model_copy(update={"attempt": envelope.attempt + 1}))
+        try:
+            moved = await self.broker.retry(
+                self.engine.name, self.consumer, delivery, payload, int(delay * 1000)
+            )
+        except BusError as exc:
+            # Still pending here: reclaimed after the lease, it runs again. Nothing is lost.
+            log.error("could not schedule the retry of %s: %s", delivery.entry_id, exc)
+            return
+        finally:
+            self.leases.drop(delivery.entry_id)
+        if moved:
+            self.stats.counts["retried"] += 1
+        else:
+            self.stats.counts["ownership_lost"] += 1
+            log.warning("retry of %s refused: another consumer owns it now", delivery.entry_id)
 
     async def dead_letter(
         self,
@@ -127,14 +182,17 @@ class Executor:
             "message_id": "" if envelope is None else envelope.id,
             "task": "" if envelope is None else envelope.name,
         }
-        self.stats.counts[f"dead_{reason}"] += 1
         try:
             moved = await self.broker.dead_letter(self.engine.name, self.consumer, delivery, meta)
         except BusError as exc2:
-            # The entry stays pending, owned by this consumer: not lost, not acked.
+            # Still pending here: reclaimed after the lease, it is handled again.
             log.error("could not dead-letter %s (%s): %s", delivery.entry_id, reason, exc2)
             return
-        if not moved:
+        finally:
+            self.leases.drop(delivery.entry_id)
+        if moved:
+            self.stats.counts[f"dead_{reason}"] += 1
+        else:
             self.stats.counts["ownership_lost"] += 1
             log.warning(
                 "dead-letter of %s refused: another consumer owns it now", delivery.entry_id

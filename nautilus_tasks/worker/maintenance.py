@@ -9,6 +9,7 @@ import random
 import orjson
 
 from ..broker.base import Broker
+from ..config import WorkerConfig
 from ..errors import BusError
 from ..message import now_ms
 from ..metrics import WorkerStats
@@ -54,3 +55,34 @@ async def report_once(
         await broker.write_stats(engine, consumer, orjson.dumps(stats.to_json(at=at)))
     except BusError as exc:
         log.warning("could not report stats of %s: %s", engine, exc)
+
+
+async def trim_loop(broker: Broker, engine: str, stats: WorkerStats, config: WorkerConfig) -> None:
+    """Apply the dead-letter retention; every removal is counted and logged."""
+    max_age_ms = None if config.dead_max_age is None else int(config.dead_max_age * 1000)
+    if config.dead_max_len is None and max_age_ms is None:
+        return
+    while True:
+        try:
+            removed = await broker.trim_dead(engine, config.dead_max_len, max_age_ms)
+        except BusError as exc:
+            log.warning("trimming dead letters of %s failed: %s", engine, exc)
+            removed = 0
+        if removed:
+            stats.counts["dead_trimmed"] += removed
+            log.info("retention removed %d dead letters of %s", removed, engine)
+        await asyncio.sleep(config.trim_interval)
+
+
+async def check_server(broker: Broker) -> str:
+    """The server's name and version; warn when its eviction policy can lose messages."""
+    version = await broker.server_version()
+    policy = await broker.config_get("maxmemory-policy")
+    if policy is not None and policy != "noeviction":
+        log.warning(
+            "maxmemory-policy is %r on %s: under memory pressure the server may evict stream"
+            " entries and lose messages; set it to 'noeviction'",
+            policy,
+            broker.url,
+        )
+    return version

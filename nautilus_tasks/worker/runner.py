@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,11 +18,11 @@ from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
 from ..errors import BusError
 from ..metrics import WorkerStats
-from ..priority import Priority
 from .acks import AckBatcher
 from .consumer import Fetcher, LocalQueue
 from .executor import Executor
-from .maintenance import promote_loop, report_loop, report_once
+from .leases import Leases
+from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -43,27 +44,31 @@ class Worker:
     ) -> None:
         self.engine = engine
         self.broker = broker
-        self.config = config or WorkerConfig()
+        self.config = cfg = config or WorkerConfig()
         self.consumer = consumer or consumer_name()
         self.stats = WorkerStats()
         self.queue = LocalQueue()
+        name = engine.name
         self.fetcher = Fetcher(
-            broker,
-            engine.name,
-            self.consumer,
-            self.queue,
-            capacity=self.config.capacity,
-            block_ms=self.config.block_ms,
-            low_share=self.config.low_share,
-        )
-        self.acks = AckBatcher(
-            broker, engine.name, self.consumer, self.stats, self.config.ack_interval
-        )
-        self.running: dict[str, Priority] = {}
+            broker, name, self.consumer, self.queue,
+            capacity=cfg.capacity, block_ms=cfg.block_ms, low_share=cfg.low_share,
+        )  # fmt: skip
+        self.acks = AckBatcher(broker, name, self.consumer, self.stats, cfg.ack_interval)
+        self.leases = Leases(
+            broker, name, self.consumer, self.stats,
+            lease=cfg.lease, max_deliveries=cfg.max_deliveries,
+        )  # fmt: skip
+        self.fetcher.on_hold = self.leases.hold
+        self.acks.on_done = self._acked
+        self.running: set[str] = set()
         self._nothing_running = asyncio.Event()
         self._nothing_running.set()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+
+    def _acked(self, ids: list[str]) -> None:
+        for entry_id in ids:
+            self.leases.drop(entry_id)
 
     def stop(self) -> None:
         """Ask for a graceful stop (idempotent)."""
@@ -73,53 +78,57 @@ class Worker:
         """Fetched, or finished an idle blocking read, within a few block periods."""
         now = time.monotonic() if now is None else now
         limit = max(5.0, 3 * self.config.block_ms / 1000)
-        return self.fetcher.held >= self.fetcher.capacity or now - self.fetcher.last_fetch < limit
+        return self.fetcher.free <= 0 or now - self.fetcher.last_fetch < limit
 
     async def _slot(self, executor: Executor) -> None:
         while True:
             delivery = await self.queue.get()
-            self.running[delivery.entry_id] = delivery.tier
+            self.running.add(delivery.entry_id)
             self._nothing_running.clear()
             try:
                 await executor.process(delivery)
             finally:
-                del self.running[delivery.entry_id]
+                self.running.discard(delivery.entry_id)
                 if not self.running:
                     self._nothing_running.set()
                 self.fetcher.release()
 
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        broker, name, cfg = self.broker, self.engine.name, self.config
+        return [
+            self.acks.run(),
+            self.leases.renew_loop(),
+            self.leases.reclaim_loop(self.fetcher),
+            promote_loop(broker, name, cfg.promote_interval),
+            report_loop(broker, name, self.consumer, self.stats, cfg.stats_interval),
+            trim_loop(broker, name, self.stats, cfg),
+        ]
+
     async def run(self) -> None:
         """Serve until ``stop()``, then drain. Returns when everything is handed back."""
         await self.broker.ensure_groups(self.engine.name, self.consumer)
-        version = await self.broker.server_version()
+        version = await check_server(self.broker)
         log.info(
             "worker %s of engine %r: %s at %s, streams %s:{%s}:q:critical|high|normal|low,"
-            " concurrency %d, prefetch %d",
-            *(self.consumer, self.engine.name, version, self.broker.url, self.broker.prefix),
-            *(self.engine.name, self.config.concurrency, self.config.prefetch_count),
-        )
+            " concurrency %d, prefetch %d, lease %.1fs",
+            self.consumer, self.engine.name, version, self.broker.url, self.broker.prefix,
+            self.engine.name, self.config.concurrency, self.config.prefetch_count,
+            self.config.lease,
+        )  # fmt: skip
         with ThreadPoolExecutor(self.config.sync_threads, "nt-sync") as threads:
             executor = Executor(
-                self.engine, self.broker, self.consumer, self.acks, self.stats, threads
-            )
+                self.engine, self.broker, self.consumer, self.acks, self.stats, threads,
+                self.leases,
+            )  # fmt: skip
             async with asyncio.TaskGroup() as group:
-                name, cfg = self.engine.name, self.config
-                background = [
-                    group.create_task(self.fetcher.run()),
-                    group.create_task(self.acks.run()),
-                    group.create_task(promote_loop(self.broker, name, cfg.promote_interval)),
-                    group.create_task(
-                        report_loop(
-                            self.broker, name, self.consumer, self.stats, cfg.stats_interval
-                        )
-                    ),
-                ]
+                fetch = group.create_task(self.fetcher.run())
+                background = [group.create_task(c) for c in self._background()]
                 slots = [
                     group.create_task(self._slot(executor)) for _ in range(self.config.concurrency)
                 ]
                 self.started.set()
                 await self._stop.wait()
-                await self._drain(background[0], slots)
+                await self._drain(fetch, slots)
                 for task in background:
                     task.cancel()
         await report_once(self.broker, self.engine.name, self.consumer, self.stats, heartbeat=False)
@@ -130,8 +139,7 @@ class Worker:
         fetch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await fetch
-        unstarted = self.queue.drain()
-        for _ in unstarted:
+        for _ in self.queue.drain():
             self.fetcher.release()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.grace):
@@ -152,13 +160,13 @@ class Worker:
         """Requeue what this consumer holds but did not finish, then leave the group."""
         try:
             owned = await self.broker.owned_pending(self.engine.name, self.consumer)
-            count = sum(len(v) for v in owned.values())
-            if count:
+            if sum(len(v) for v in owned.values()):
                 moved = await self.broker.requeue(self.engine.name, self.consumer, owned)
                 log.info("handed back %d unstarted messages of %s", moved, self.engine.name)
+            self.leases.held.clear()
             await self.broker.release(self.engine.name, self.consumer)
         except BusError as exc:
-            log.error("could not hand back held messages (%s): they stay pending here", exc)
+            log.error("could not hand back held messages (%s): they are reclaimed later", exc)
 
 
 async def serve(
@@ -181,7 +189,7 @@ async def serve(
             )
             worker.stop()
         else:
-            log.warning("second signal: exiting now; unacked messages stay pending")
+            log.warning("second signal: exiting now; unacked messages stay pending for reclaim")
             os._exit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -53,7 +53,7 @@ def riskdoc_engine(seen: list[tuple[object, ...]]) -> Engine:
         seen.append(("add", a, b))
         return a + b
 
-    @riskdoc.task
+    @riskdoc.task(retries=0)
     async def explode() -> None:
         raise ValueError("boom")
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from ...config import BusConfig
-from ...errors import BusError, BusUnavailable
+from ...errors import BacklogFull, BusError, BusFull, BusUnavailable
 from ...priority import TIERS, Priority
-from ..base import Delivery, EngineInfo
+from ..base import Delivery, EngineInfo, Reclaimed
 from .inspect import inspect_engine, list_engines
 from .keys import Keys
 from .scripts import Scripts
 
 log = logging.getLogger("nautilus_tasks.broker")
+
+T = TypeVar("T")
 
 _TIER_INDEX = {i + 1: p for i, p in enumerate(TIERS)}
 
@@ -31,6 +33,8 @@ async def _errors(what: str) -> AsyncIterator[None]:
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         raise BusUnavailable(f"{what}: bus unreachable: {exc}") from exc
     except rexc.RedisError as exc:
+        if "OOM" in str(exc):
+            raise BusFull(f"{what}: the server is out of memory: {exc}") from exc
         raise BusError(f"{what}: {exc}") from exc
 
 
@@ -110,18 +114,22 @@ class RedisBroker:
                 return _str(value)
         return None
 
-    async def ensure_groups(self, engine: str, consumer: str | None = None) -> None:
-        """Create the engine's group on every tier stream (MKSTREAM); existing is fine."""
+    async def ensure_groups(self, engine: str, consumer: str | None = None) -> int:
+        """Create the engine's group on every tier stream (MKSTREAM); existing is fine.
+        Returns how many groups had to be created."""
         keys = self.keys(engine)
+        created = 0
         async with _errors(f"create groups of {engine}"):
             for stream in keys.streams:
                 try:
                     await self._redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
+                    created += 1
                 except rexc.ResponseError as exc:
                     if "BUSYGROUP" not in str(exc):
                         raise
                 if consumer is not None:
                     await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+        return created
 
     async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
         async with _errors(f"XADD to {engine}"):
@@ -194,36 +202,127 @@ class RedisBroker:
         ]
 
     async def _recreate_groups(self, engine: str, consumer: str) -> None:
-        log.warning(
-            "consumer group %r is missing on %s: the server lost its data (restarted without"
-            " persistence?); recreating it. Messages sent before the loss may be gone.",
-            engine,
-            self.url,
-        )
-        await self.ensure_groups(engine, consumer)
+        """Recreate lost groups; warn once per loss (only the call that recreated them)."""
+        if await self.ensure_groups(engine, consumer):
+            log.warning(
+                "consumer group %r was missing on %s: the server lost its data (restarted"
+                " without persistence?); recreated it. Messages sent before the loss may be"
+                " gone.",
+                engine,
+                self.url,
+            )
+
+    async def _guard(
+        self, what: str, engine: str, consumer: str, call: Callable[[], Awaitable[T]], missing: T
+    ) -> T:
+        """Run a group script; on NOGROUP recreate the groups and return ``missing``."""
+        async with _errors(what):
+            try:
+                return await call()
+            except rexc.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+        await self._recreate_groups(engine, consumer)
+        return missing
 
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
     ) -> list[str]:
         """XACK + XDEL of owned ids in one script; returns the ids refused."""
-        async with _errors(f"ack {engine}"):
-            refused = await self._scripts.ack(self.keys(engine), consumer, ids)
+        everything = [i for v in ids.values() for i in v]
+        refused = await self._guard(
+            f"ack {engine}",
+            engine,
+            consumer,
+            lambda: self._scripts.ack(self.keys(engine), consumer, ids),
+            everything,
+        )
         return [_str(r) for r in refused]
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
     ) -> int:
-        async with _errors(f"requeue {engine}"):
-            return await self._scripts.requeue(self.keys(engine), consumer, ids)
+        call = lambda: self._scripts.requeue(self.keys(engine), consumer, ids)  # noqa: E731
+        return await self._guard(f"requeue {engine}", engine, consumer, call, 0)
 
     async def dead_letter(
         self, engine: str, consumer: str, delivery: Delivery, meta: Mapping[str, str]
     ) -> bool:
         flat = [x for pair in meta.items() for x in pair]
-        async with _errors(f"dead-letter in {engine}"):
-            return await self._scripts.dead(
-                self.keys(engine), delivery.tier, consumer, delivery.entry_id, flat
+        keys = self.keys(engine)
+        call = lambda: self._scripts.dead(keys, delivery.tier, consumer, delivery.entry_id, flat)  # noqa: E731
+        return await self._guard(f"dead-letter in {engine}", engine, consumer, call, False)
+
+    async def retry(
+        self, engine: str, consumer: str, delivery: Delivery, payload: bytes, delay_ms: int
+    ) -> bool:
+        """Ack the entry and schedule ``payload`` (its next attempt), if still owned."""
+        member = delivery.tier.label.encode() + b"|" + payload
+        keys = self.keys(engine)
+
+        async def call() -> int:
+            return await self._scripts.retry(
+                keys, delivery.tier, consumer, delivery.entry_id, delay_ms, member
             )
+
+        return bool(await self._guard(f"retry in {engine}", engine, consumer, call, 0))
+
+    async def renew(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[str]:
+        """Reset the idle time of owned entries (XCLAIM JUSTID); returns ids no longer owned."""
+        everything = [i for v in ids.values() for i in v]
+        call = lambda: self._scripts.renew(self.keys(engine), consumer, ids)  # noqa: E731
+        lost = await self._guard(f"renew leases in {engine}", engine, consumer, call, everything)
+        return [_str(i) for i in lost]
+
+    async def reclaim(
+        self,
+        engine: str,
+        consumer: str,
+        tier: Priority,
+        *,
+        cursor: str,
+        count: int,
+        min_idle_ms: int,
+        max_deliveries: int,
+        now_ms: int,
+    ) -> Reclaimed:
+        """One XAUTOCLAIM step on one tier stream, with poison messages dead-lettered."""
+        keys = self.keys(engine)
+
+        async def call() -> list[Any]:
+            return await self._scripts.reclaim(
+                keys, tier, consumer, min_idle_ms=min_idle_ms, cursor=cursor, count=count,
+                max_deliveries=max_deliveries, now_ms=now_ms,
+            )  # fmt: skip
+
+        found: list[Any] = await self._guard(f"reclaim in {engine}", engine, consumer, call, [])
+        if not found:
+            return Reclaimed("0-0", [], [], [])
+        nxt, entries, deleted, poisoned = found
+        return Reclaimed(
+            cursor=_str(nxt),
+            deliveries=[Delivery(tier, _str(i), _pairs(f), False, int(n)) for i, f, n in entries],
+            deleted=[_str(d) for d in deleted],
+            poisoned=[_str(p) for p in poisoned],
+        )
+
+    async def enqueue_bounded(
+        self, engine: str, tier: Priority, payload: bytes, max_backlog: int
+    ) -> str:
+        """XADD unless the tier stream already holds ``max_backlog`` entries (BacklogFull)."""
+        async with _errors(f"XADD to {engine}"):
+            entry_id = await self._scripts.enqueue(self.keys(engine), tier, max_backlog, payload)
+        if entry_id is None:
+            raise BacklogFull(
+                f"engine {engine!r} {tier.label} inbox holds {max_backlog} messages or more"
+            )
+        return _str(entry_id)
+
+    async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int:
+        async with _errors(f"trim dead letters of {engine}"):
+            return await self._scripts.trim_dead(self.keys(engine), max_len, max_age_ms)
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]:
         """Every entry id this consumer holds, per tier."""

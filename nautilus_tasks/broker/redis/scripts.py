@@ -17,11 +17,28 @@ from redis.commands.core import AsyncScript
 from ...priority import TIERS, Priority
 from .keys import Keys
 
-NAMES = ("read", "ack", "requeue", "dead", "schedule", "promote", "release")
+NAMES = (
+    "read",
+    "ack",
+    "requeue",
+    "dead",
+    "schedule",
+    "promote",
+    "release",
+    "retry",
+    "renew",
+    "reclaim",
+    "enqueue",
+    "trim_dead",
+)
 
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ids_args(ids: Mapping[Priority, Sequence[str]]) -> list[str]:
@@ -56,10 +73,9 @@ class Scripts:
 
     async def ack(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[bytes]:
+    ) -> list[str]:
         args = [keys.group, consumer, *_ids_args(ids)]
-        result: list[bytes] = await self._run("ack", keys.streams, args)
-        return result
+        return [_text(i) for i in await self._run("ack", keys.streams, args)]
 
     async def requeue(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
@@ -87,3 +103,45 @@ class Scripts:
     async def release(self, keys: Keys, consumer: str) -> bool:
         keys_ = [*keys.streams, keys.workers]
         return bool(await self._run("release", keys_, [keys.group, consumer]))
+
+    async def retry(
+        self,
+        keys: Keys,
+        tier: Priority,
+        consumer: str,
+        entry_id: str,
+        delay_ms: int,
+        member: bytes,
+    ) -> int:
+        args = [keys.group, consumer, entry_id, delay_ms, member]
+        return int(await self._run("retry", [keys.stream(tier), keys.delayed], args))
+
+    async def renew(
+        self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
+    ) -> list[str]:
+        args = [keys.group, consumer, *_ids_args(ids)]
+        return [_text(i) for i in await self._run("renew", keys.streams, args)]
+
+    async def reclaim(
+        self,
+        keys: Keys,
+        tier: Priority,
+        consumer: str,
+        *,
+        min_idle_ms: int,
+        cursor: str,
+        count: int,
+        max_deliveries: int,
+        now_ms: int,
+    ) -> list[Any]:
+        args = [keys.group, consumer, min_idle_ms, cursor, count, max_deliveries, now_ms]
+        args.append(tier.label)
+        result: list[Any] = await self._run("reclaim", [keys.stream(tier), keys.dead], args)
+        return result
+
+    async def enqueue(self, keys: Keys, tier: Priority, max_backlog: int, payload: bytes) -> Any:
+        return await self._run("enqueue", [keys.stream(tier)], [max_backlog, payload])
+
+    async def trim_dead(self, keys: Keys, max_len: int | None, max_age_ms: int | None) -> int:
+        args = ["" if max_len is None else max_len, "" if max_age_ms is None else max_age_ms]
+        return int(await self._run("trim_dead", [keys.dead], args))

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Acknowledge and delete finished entries, but only those this consumer still owns.
 -- KEYS[1..4]  tier streams: critical, high, normal, low
 -- ARGV[1]     group            ARGV[2] consumer

@@ -1,4 +1,6 @@
+#!lua flags=allow-oom
 -- Priority read of one engine's four tier streams, in one call, never blocking.
+-- allow-oom: a worker keeps draining (reading, acking) when the server is out of memory.
 -- KEYS[1..4]  tier streams: critical, high, normal, low
 -- ARGV[1]     group            ARGV[2] consumer
 -- ARGV[3]     count: the most entries to return in all

@@ -1,0 +1,24 @@
+#!lua flags=allow-oom
+-- Renew the lease of held entries: reset their idle time with XCLAIM ... JUSTID, which
+-- does not raise the delivery count. Only entries this consumer still owns are touched,
+-- so a worker that was paused never takes back what another consumer reclaimed.
+-- KEYS[1..4]  tier streams: critical, high, normal, low
+-- ARGV[1]     group            ARGV[2] consumer
+-- ARGV[3..6]  how many ids follow for each tier         ARGV[7..] the ids
+-- Returns the ids this consumer no longer owns (the lease was lost).
+local lost = {}
+local pos = 7
+for i = 1, 4 do
+  local n = tonumber(ARGV[i + 2])
+  local owned = {}
+  for j = pos, pos + n - 1 do
+    local id = ARGV[j]
+    local p = redis.call('XPENDING', KEYS[i], ARGV[1], id, id, 1, ARGV[2])
+    if #p == 1 then owned[#owned + 1] = id else lost[#lost + 1] = id end
+  end
+  pos = pos + n
+  if #owned > 0 then
+    redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], 0, unpack(owned), 'JUSTID')
+  end
+end
+return lost
