@@ -4,9 +4,12 @@ import logging
 
 from .client import Client
 from .config import BusConfig, WorkerConfig
+from .context import MessageContext, current_message
 from .engine import Engine
 from .errors import (
+    BacklogFull,
     BusError,
+    BusFull,
     BusUnavailable,
     ConfigurationError,
     EmbeddedServerError,
@@ -16,6 +19,7 @@ from .errors import (
     MessageTooLarge,
     NautilusTasksError,
     NotBound,
+    Retry,
     UnknownTask,
 )
 from .message import Envelope, Kind
@@ -23,8 +27,10 @@ from .priority import Priority
 from .task import SendOptions, Task
 
 __all__ = [
+    "BacklogFull",
     "BusConfig",
     "BusError",
+    "BusFull",
     "BusUnavailable",
     "Client",
     "ConfigurationError",
@@ -34,15 +40,18 @@ __all__ = [
     "InvalidArguments",
     "Kind",
     "MalformedMessage",
+    "MessageContext",
     "MessageError",
     "MessageTooLarge",
     "NautilusTasksError",
     "NotBound",
     "Priority",
+    "Retry",
     "SendOptions",
     "Task",
     "UnknownTask",
     "WorkerConfig",
+    "current_message",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

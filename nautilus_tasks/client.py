@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .config import BusConfig
+from .errors import BacklogFull
 from .message import Envelope, Kind, encode, new_id, now_ms, task_body
 from .priority import Priority
 from .task import SendOptions, Task
@@ -101,7 +104,7 @@ class Client:
         """Enqueue one call of ``task``; returns the message id once Redis stored it."""
         priority = options.priority if options.priority is not None else task.options.priority
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-        await self.enqueue(task.engine.name, envelope, options)
+        await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
         return envelope.id
 
     async def send_by_name(
@@ -119,20 +122,57 @@ class Client:
         await self.enqueue(engine, envelope, options)
         return envelope.id
 
-    async def enqueue(self, engine: str, envelope: Envelope, options: SendOptions) -> None:
-        """Store an envelope: in its tier stream, or the delayed set for countdown/eta."""
+    async def enqueue(
+        self,
+        engine: str,
+        envelope: Envelope,
+        options: SendOptions,
+        max_backlog: int | None = None,
+    ) -> None:
+        """Store an envelope: in its tier stream, or the delayed set for countdown/eta.
+
+        With ``max_backlog``, a full inbox raises BacklogFull, after waiting up to
+        ``options.backlog_wait`` seconds for room when that is given.
+        """
         payload = encode(envelope, self.broker.config.max_message_bytes)
         eta_ms = options.eta_ms()
         if options.countdown is None and eta_ms is None:
-            await self.broker.enqueue(engine, envelope.tier, payload)
+            if max_backlog is None:
+                await self.broker.enqueue(engine, envelope.tier, payload)
+            else:
+                await self._enqueue_bounded(engine, envelope, payload, max_backlog, options)
             return
         delay_ms = None if options.countdown is None else int(options.countdown * 1000)
         await self.broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
+
+    async def _enqueue_bounded(
+        self,
+        engine: str,
+        envelope: Envelope,
+        payload: bytes,
+        max_backlog: int,
+        options: SendOptions,
+    ) -> None:
+        deadline = time.monotonic() + (options.backlog_wait or 0.0)
+        pause = 0.01
+        while True:
+            try:
+                await self.broker.enqueue_bounded(engine, envelope.tier, payload, max_backlog)
+                return
+            except BacklogFull:
+                if time.monotonic() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)  # room appears as workers drain; poll with backoff
+            pause = min(0.5, pause * 2)
 
     async def send_many(
         self, task: Task[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
     ) -> list[str]:
         """Enqueue many calls of ``task`` in one pipelined round trip (bulk)."""
+        if task.engine.max_backlog is not None:  # each send checks the backlog
+            return [
+                await self.send_task(task, args, kwargs, SendOptions()) for args, kwargs in calls
+            ]
         priority = task.options.priority
         items = []
         ids = []

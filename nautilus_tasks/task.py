@@ -75,6 +75,8 @@ class SendOptions:
     ttl: float | None = None
     message_id: str | None = None
     trace_id: str | None = None
+    backlog_wait: float | None = None
+    """With an engine's max_backlog: seconds to wait for room before BacklogFull."""
 
     def __post_init__(self) -> None:
         if self.countdown is not None and self.eta is not None:
@@ -133,6 +135,7 @@ class Task(Generic[P, R]):
         ttl: float | None = None,
         message_id: str | None = None,
         trace_id: str | None = None,
+        backlog_wait: float | None = None,
         client: Client | None = None,
     ) -> Sender[P]:
         """Options for one send: ``await task.send_with(priority="high")(trade)``."""
@@ -143,6 +146,7 @@ class Task(Generic[P, R]):
             ttl=ttl,
             message_id=message_id,
             trace_id=trace_id,
+            backlog_wait=backlog_wait,
         )
         return Sender(self, options, client)
 

@@ -19,6 +19,8 @@ from .common import bus_config, bus_options, load_engine
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Drain time on stop.")
 @click.option("--threads", type=int, default=8, show_default=True, help="Threads for sync tasks.")
 @click.option("--consumer", default=None, help="Consumer name (default: host-pid-random).")
+@click.option("--lease", type=float, default=30.0, show_default=True, help="Lease in seconds.")
+@click.option("--max-deliveries", type=int, default=5, show_default=True, help="Poison limit.")
 @bus_options
 def worker_command(
     app: str,
@@ -28,6 +30,8 @@ def worker_command(
     grace: float,
     threads: int,
     consumer: str | None,
+    lease: float,
+    max_deliveries: int,
     redis_url: str | None,
     prefix: str,
 ) -> None:
@@ -35,7 +39,12 @@ def worker_command(
     bus = bus_config(redis_url, prefix)
     try:
         config = WorkerConfig(
-            concurrency=concurrency, prefetch=prefetch, grace=grace, sync_threads=threads
+            concurrency=concurrency,
+            prefetch=prefetch,
+            grace=grace,
+            sync_threads=threads,
+            lease=lease,
+            max_deliveries=max_deliveries,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -48,6 +57,7 @@ def worker_command(
         argv = [sys.executable, "-m", "nautilus_tasks", "--log-level", log_level]
         argv += ["worker", app, "--processes", "1"]
         argv += ["-c", str(concurrency), "--grace", str(grace), "--threads", str(threads)]
+        argv += ["--lease", str(lease), "--max-deliveries", str(max_deliveries)]
         argv += [] if prefetch is None else ["--prefetch", str(prefetch)]
         argv += ["--redis", bus.url, "--prefix", bus.prefix]
         sys.exit(supervise(argv, processes, grace))

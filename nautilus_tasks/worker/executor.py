@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import traceback
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..broker.base import Broker, Delivery
+from ..context import MessageContext, reset_current, set_current
 from ..engine import Engine
 from ..errors import BusError, InvalidArguments, MalformedMessage, Retry
 from ..message import Envelope, Kind, decode, encode, now_ms
@@ -92,6 +94,10 @@ class Executor:
             log.error("message %s rejected: %s", envelope.id, exc)
             await self.dead_letter(delivery, "invalid", exc, envelope)
             return
+        context = MessageContext(
+            envelope, self.engine.name, delivery.entry_id, delivery.tier, delivery.deliveries
+        )
+        token = set_current(context)
         try:
             await self._call(task, kwargs)
         except asyncio.CancelledError:
@@ -100,6 +106,8 @@ class Executor:
             self.stats.counts["failed"] += 1
             await self._failed(task, delivery, envelope, exc)
             return
+        finally:
+            reset_current(token)
         self.acks.add(delivery.tier, delivery.entry_id)
         self.stats.counts["succeeded"] += 1
         if envelope.enqueued_at is not None:
@@ -111,7 +119,8 @@ class Executor:
             async with asyncio.timeout(timeout):
                 return await task.fn(**kwargs)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.threads, functools.partial(task.fn, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, task.fn, **kwargs)
+        future = loop.run_in_executor(self.threads, call)
         # A thread cannot be killed: past the timeout the caller stops waiting and the
         # run counts as failed, while the thread finishes in the background.
         return await asyncio.wait_for(future, timeout)
