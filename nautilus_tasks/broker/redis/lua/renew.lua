@@ -18,7 +18,11 @@ for i = 1, 4 do
   end
   pos = pos + n
   if #owned > 0 then
-    redis.call('XCLAIM', KEYS[i], ARGV[1], ARGV[2], 0, unpack(owned), 'JUSTID')
+    -- unpack() expands fully only as the last argument, so JUSTID goes in the table
+    local args = {'XCLAIM', KEYS[i], ARGV[1], ARGV[2], 0}
+    for _, id in ipairs(owned) do args[#args + 1] = id end
+    args[#args + 1] = 'JUSTID'
+    redis.call(unpack(args))
   end
 end
 return lost
