@@ -16,7 +16,7 @@ from typing import Any
 from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
-from ..errors import BusError
+from ..errors import BusError, ConfigurationError
 from ..metrics import WorkerStats
 from .acks import AckBatcher
 from .consumer import Fetcher, LocalQueue
@@ -175,6 +175,11 @@ async def serve(
     """Connect once, run a worker until SIGTERM/SIGINT; a second signal exits at once."""
     from ..client import Client
 
+    if config.block_ms / 1000 + 1.0 > bus.socket_timeout:
+        raise ConfigurationError(
+            f"socket_timeout ({bus.socket_timeout}s) must exceed the blocking read"
+            f" ({config.block_ms} ms) by at least 1 s, or blocked reads time out (redis-py #2807)"
+        )
     client = await Client.connect(bus)
     worker = Worker(engine, client.broker, config, consumer)
     engine.bind(client)
