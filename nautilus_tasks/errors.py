@@ -13,7 +13,7 @@ Everything the framework raises derives from one root::
     ├── UnknownTask                   no task of that name in the engine
     ├── Retry                         raised by a handler to ask for another attempt
     └── BusError                      the bus (Redis) failed
-        ├── BusUnavailable            the bus could not be reached; nothing was stored
+        ├── BusUnavailable            the bus did not answer; the write may not have happened
         ├── BusFull                   the server is out of memory (maxmemory, noeviction)
         └── BacklogFull               the engine's inbox is longer than its max_backlog
 
@@ -80,7 +80,11 @@ class BusError(NautilusTasksError):
 
 
 class BusUnavailable(BusError):
-    """The bus could not be reached; the operation did not take effect."""
+    """The bus could not be reached or did not answer in time.
+
+    A send that raises this was not acknowledged: it may or may not have been stored
+    (a timeout can strike after the server wrote it). A send that returns was stored.
+    """
 
 
 class BusFull(BusError):

@@ -45,6 +45,9 @@ class Executor:
         self.stats = stats
         self.threads = threads
         self.leases = leases
+        self.in_threads: set[str] = set()
+        """Entries whose sync handler is still running in a thread (threads cannot be
+        cancelled): never handed back while it runs, so it cannot run twice at once."""
 
     async def process(self, delivery: Delivery) -> None:
         """Handle one delivery completely. Never raises except on cancellation."""
@@ -99,7 +102,7 @@ class Executor:
         )
         token = set_current(context)
         try:
-            await self._call(task, kwargs)
+            await self._call(task, kwargs, delivery.entry_id)
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -113,17 +116,18 @@ class Executor:
         if envelope.enqueued_at is not None:
             self.stats.latency.observe(max(0, now_ms() - envelope.enqueued_at))
 
-    async def _call(self, task: Task[Any, Any], kwargs: dict[str, Any]) -> Any:
+    async def _call(self, task: Task[Any, Any], kwargs: dict[str, Any], entry_id: str) -> Any:
         timeout = task.options.timeout
         if task.is_async:
             async with asyncio.timeout(timeout):
                 return await task.fn(**kwargs)
-        loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, task.fn, **kwargs)
-        future = loop.run_in_executor(self.threads, call)
+        self.in_threads.add(entry_id)
+        future = self.threads.submit(call)
+        future.add_done_callback(lambda _: self.in_threads.discard(entry_id))
         # A thread cannot be killed: past the timeout the caller stops waiting and the
-        # run counts as failed, while the thread finishes in the background.
-        return await asyncio.wait_for(future, timeout)
+        # run counts as failed (and is retried by policy) while the thread finishes.
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
     async def _failed(
         self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope, exc: BaseException

@@ -115,11 +115,11 @@ class Worker:
             self.engine.name, self.config.concurrency, self.config.prefetch_count,
             self.config.lease,
         )  # fmt: skip
-        with ThreadPoolExecutor(self.config.sync_threads, "nt-sync") as threads:
-            executor = Executor(
-                self.engine, self.broker, self.consumer, self.acks, self.stats, threads,
-                self.leases,
-            )  # fmt: skip
+        threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
+        executor = Executor(
+            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self.leases
+        )
+        try:
             async with asyncio.TaskGroup() as group:
                 fetch = group.create_task(self.fetcher.run())
                 background = [group.create_task(c) for c in self._background()]
@@ -128,13 +128,18 @@ class Worker:
                 ]
                 self.started.set()
                 await self._stop.wait()
-                await self._drain(fetch, slots)
+                await self._drain(fetch, slots, executor)
                 for task in background:
                     task.cancel()
+        finally:
+            # wait for sync handlers still in threads without blocking the event loop
+            await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
         await report_once(self.broker, self.engine.name, self.consumer, self.stats, heartbeat=False)
         log.info("worker %s stopped: %s", self.consumer, dict(self.stats.counts))
 
-    async def _drain(self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]]) -> None:
+    async def _drain(
+        self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]], executor: Executor
+    ) -> None:
         self.fetcher.stop()
         fetch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -146,7 +151,7 @@ class Worker:
                 await self._nothing_running.wait()
         if self.running:
             log.warning(
-                "grace period over: %d running tasks are cancelled and handed back to run again",
+                "grace period over: %d running tasks are cancelled (a sync one finishes its thread)",
                 len(self.running),
             )
         for slot in slots:
@@ -154,15 +159,24 @@ class Worker:
         await asyncio.gather(*slots, return_exceptions=True)
         if not await self.acks.flush(max(5.0, self.config.grace)):
             log.error("could not flush acks; those entries stay pending and will run again")
-        await self._hand_back()
+        await self._hand_back(set(executor.in_threads))
 
-    async def _hand_back(self) -> None:
-        """Requeue what this consumer holds but did not finish, then leave the group."""
+    async def _hand_back(self, busy: set[str]) -> None:
+        """Requeue what this consumer holds and did not finish, then leave the group.
+
+        Entries in ``busy`` (sync handlers still running in a thread) stay pending:
+        they are reclaimed after the lease, never run twice at the same time.
+        """
         try:
             owned = await self.broker.owned_pending(self.engine.name, self.consumer)
+            owned = {t: [i for i in ids if i not in busy] for t, ids in owned.items()}
+            if busy:
+                log.warning(
+                    "%d sync handlers still run in threads; their entries stay pending", len(busy)
+                )
             if sum(len(v) for v in owned.values()):
                 moved = await self.broker.requeue(self.engine.name, self.consumer, owned)
-                log.info("handed back %d unstarted messages of %s", moved, self.engine.name)
+                log.info("handed back %d held, unfinished messages of %s", moved, self.engine.name)
             self.leases.held.clear()
             await self.broker.release(self.engine.name, self.consumer)
         except BusError as exc:

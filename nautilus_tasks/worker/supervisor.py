@@ -17,8 +17,9 @@ RESTART_DELAY = 1.0
 def supervise(argv: Sequence[str], processes: int, grace: float) -> int:
     """Run ``processes`` copies of ``argv`` until SIGTERM/SIGINT; returns an exit status.
 
-    The first signal is forwarded as SIGTERM (graceful drain); a second one as SIGKILL
-    is not sent: it is forwarded again, and each child exits at once on its second.
+    Children run in their own sessions, so a terminal's Ctrl-C or a process manager's
+    signal to the group reaches only the supervisor, which forwards one SIGTERM (a
+    graceful drain); a second signal is forwarded again, and children exit at once.
     A child that exits on its own while not stopping is restarted after a short delay.
     """
     stopping = threading.Event()
@@ -33,7 +34,7 @@ def supervise(argv: Sequence[str], processes: int, grace: float) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for _ in range(processes):
-        children.append(subprocess.Popen(list(argv)))
+        children.append(subprocess.Popen(list(argv), start_new_session=True))
     log.info("supervisor: started %d worker processes %s", processes, [c.pid for c in children])
     while not stopping.is_set():
         for i, child in enumerate(children):
@@ -42,9 +43,9 @@ def supervise(argv: Sequence[str], processes: int, grace: float) -> int:
                 log.error("worker process %d exited with %d; restarting", child.pid, code)
                 stopping.wait(RESTART_DELAY)
                 if not stopping.is_set():
-                    children[i] = subprocess.Popen(list(argv))
+                    children[i] = subprocess.Popen(list(argv), start_new_session=True)
         stopping.wait(0.2)
-    deadline = time.monotonic() + grace + 10
+    deadline = time.monotonic() + grace + max(5.0, grace) + 10  # a child's worst case
     status = 0
     for child in children:
         try:
