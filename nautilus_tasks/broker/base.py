@@ -47,6 +47,53 @@ class TierInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer a request: XADD to the requester's reply stream, refreshing its TTL."""
+
+    client_id: str
+    payload: bytes
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """Keep a task's outcome under its message id for ``ttl_ms``."""
+
+    engine: str
+    message_id: str
+    payload: bytes
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """An event (a callback) into another engine's inbox."""
+
+    engine: str
+    tier: Priority
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Dead-letter the entry with these fields (its own fields are copied as orig:*)."""
+
+    meta: dict[str, str]
+
+
+Action = Reply | StoreResult | Publish | DeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How one entry ends: its actions, then XACK + XDEL, all or nothing, if still owned."""
+
+    tier: Priority
+    entry_id: str
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EngineInfo:
     """What ``inspect`` reports for one engine."""
 
@@ -141,6 +188,22 @@ class Broker(Protocol):
     async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int: ...
 
     async def config_get(self, name: str) -> str | None: ...
+
+    async def finish(self, engine: str, consumer: str, records: Sequence[Finish]) -> list[str]: ...
+
+    async def register_subscriptions(self, engine: str, patterns: Sequence[str]) -> int: ...
+
+    async def subscriptions(self) -> tuple[int, dict[str, list[str]]]: ...
+
+    async def publish(self, targets: Sequence[tuple[str, Priority]], payload: bytes) -> int: ...
+
+    async def read_replies(
+        self, client_id: str, after: str, block_ms: int
+    ) -> list[tuple[str, dict[bytes, bytes]]]: ...
+
+    async def delete_replies(self, client_id: str, ids: Sequence[str], ttl_ms: int) -> None: ...
+
+    async def get_result(self, engine: str, message_id: str) -> bytes | None: ...
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]: ...
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from ...config import BusConfig
-from ...errors import BacklogFull, BusError, BusFull, BusUnavailable
+from ...errors import BacklogFull
 from ...priority import TIERS, Priority
-from ..base import Delivery, EngineInfo, Reclaimed
-from .inspect import inspect_engine, list_engines
+from ..base import Delivery, Finish, Reclaimed
+from . import messaging
+from .errors import mapped_errors
+from .inspect import AdminMixin
 from .keys import Keys
 from .scripts import Scripts
 
@@ -25,19 +26,6 @@ T = TypeVar("T")
 _TIER_INDEX = {i + 1: p for i, p in enumerate(TIERS)}
 
 
-@asynccontextmanager
-async def _errors(what: str) -> AsyncIterator[None]:
-    """Map redis-py errors onto the framework's BusUnavailable / BusError."""
-    try:
-        yield
-    except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
-        raise BusUnavailable(f"{what}: bus unreachable: {exc}") from exc
-    except rexc.RedisError as exc:
-        if "OOM" in str(exc):
-            raise BusFull(f"{what}: the server is out of memory: {exc}") from exc
-        raise BusError(f"{what}: {exc}") from exc
-
-
 def _str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -46,7 +34,7 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-class RedisBroker:
+class RedisBroker(AdminMixin):
     """One connection pool to one bus. Create with ``await RedisBroker.connect(config)``."""
 
     def __init__(self, config: BusConfig, redis: aioredis.Redis) -> None:
@@ -71,7 +59,7 @@ class RedisBroker:
         redis = aioredis.Redis.from_pool(pool)
         broker = cls(config, redis)
         try:
-            async with _errors(f"connect to {config.url}"):
+            async with mapped_errors(f"connect to {config.url}"):
                 await broker._scripts.load()
         except BaseException:
             await redis.aclose()
@@ -96,30 +84,12 @@ class RedisBroker:
     async def close(self) -> None:
         await self._redis.aclose()
 
-    async def server_version(self) -> str:
-        async with _errors("INFO"):
-            info: dict[str, Any] = await self._redis.info("server")
-        name = "valkey" if "valkey_version" in info else "redis"
-        return f"{name} {info.get('valkey_version') or info.get('redis_version')}"
-
-    async def config_get(self, name: str) -> str | None:
-        """One CONFIG GET value, or None when the server refuses CONFIG."""
-        try:
-            async with _errors("CONFIG GET"):
-                values: dict[Any, Any] = await self._redis.config_get(name)
-        except BusError:
-            return None
-        for key, value in values.items():
-            if _str(key) == name:
-                return _str(value)
-        return None
-
     async def ensure_groups(self, engine: str, consumer: str | None = None) -> int:
         """Create the engine's group on every tier stream (MKSTREAM); existing is fine.
         Returns how many groups had to be created."""
         keys = self.keys(engine)
         created = 0
-        async with _errors(f"create groups of {engine}"):
+        async with mapped_errors(f"create groups of {engine}"):
             for stream in keys.streams:
                 try:
                     await self._redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
@@ -132,13 +102,13 @@ class RedisBroker:
         return created
 
     async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
-        async with _errors(f"XADD to {engine}"):
+        async with mapped_errors(f"XADD to {engine}"):
             entry_id = await self._redis.xadd(self.keys(engine).stream(tier), {"envelope": payload})
         return _str(entry_id)
 
     async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
         """XADD many messages in one pipelined round trip."""
-        async with _errors(f"XADD {len(items)} messages"):
+        async with mapped_errors(f"XADD {len(items)} messages"):
             pipe = self._redis.pipeline(transaction=False)
             for engine, tier, payload in items:
                 pipe.xadd(self.keys(engine).stream(tier), {"envelope": payload})
@@ -155,13 +125,13 @@ class RedisBroker:
         delay_ms: int | None = None,
     ) -> int:
         member = tier.label.encode() + b"|" + payload
-        async with _errors(f"schedule for {engine}"):
+        async with mapped_errors(f"schedule for {engine}"):
             return await self._scripts.schedule(
                 self.keys(engine), member, eta_ms=eta_ms, delay_ms=delay_ms
             )
 
     async def promote_due(self, engine: str, limit: int = 1000) -> tuple[int, int]:
-        async with _errors(f"promote delayed of {engine}"):
+        async with mapped_errors(f"promote delayed of {engine}"):
             return await self._scripts.promote(self.keys(engine), limit)
 
     async def read(
@@ -174,7 +144,7 @@ class RedisBroker:
     ) -> list[Delivery]:
         """Priority pass over the tiers; if it finds nothing, one blocking XREADGROUP."""
         keys = self.keys(engine)
-        async with _errors(f"read {engine}"):
+        async with mapped_errors(f"read {engine}"):
             try:
                 found = await self._scripts.read(keys, consumer, count, reserve)
                 out = [
@@ -216,7 +186,7 @@ class RedisBroker:
         self, what: str, engine: str, consumer: str, call: Callable[[], Awaitable[T]], missing: T
     ) -> T:
         """Run a group script; on NOGROUP recreate the groups and return ``missing``."""
-        async with _errors(what):
+        async with mapped_errors(what):
             try:
                 return await call()
             except rexc.ResponseError as exc:
@@ -312,7 +282,7 @@ class RedisBroker:
         self, engine: str, tier: Priority, payload: bytes, max_backlog: int
     ) -> str:
         """XADD unless the tier stream already holds ``max_backlog`` entries (BacklogFull)."""
-        async with _errors(f"XADD to {engine}"):
+        async with mapped_errors(f"XADD to {engine}"):
             entry_id = await self._scripts.enqueue(self.keys(engine), tier, max_backlog, payload)
         if entry_id is None:
             raise BacklogFull(
@@ -320,15 +290,50 @@ class RedisBroker:
             )
         return _str(entry_id)
 
+    async def finish(self, engine: str, consumer: str, records: Sequence[Finish]) -> list[str]:
+        """Run each record's actions and ack it, atomically, if still owned; returns refused ids."""
+        everything = [r.entry_id for r in records]
+        keys = self.keys(engine)
+        call = lambda: messaging.finish(self._scripts, keys, self.keys, consumer, records)  # noqa: E731
+        return await self._guard(f"finish in {engine}", engine, consumer, call, everything)
+
+    async def register_subscriptions(self, engine: str, patterns: Sequence[str]) -> int:
+        async with mapped_errors(f"register subscriptions of {engine}"):
+            return await messaging.register(self._scripts, self.prefix, engine, patterns)
+
+    async def subscriptions(self) -> tuple[int, dict[str, list[str]]]:
+        async with mapped_errors("read subscriptions"):
+            return await messaging.subscriptions(self._redis, self.prefix)
+
+    async def publish(self, targets: Sequence[tuple[str, Priority]], payload: bytes) -> int:
+        async with mapped_errors(f"publish to {len(targets)} inboxes"):
+            return await messaging.publish(self._redis, self.prefix, self.keys, targets, payload)
+
+    async def read_replies(
+        self, client_id: str, after: str, block_ms: int
+    ) -> list[tuple[str, dict[bytes, bytes]]]:
+        async with mapped_errors("read replies"):
+            return await messaging.read_replies(
+                self._redis, self.prefix, client_id, after, block_ms
+            )
+
+    async def delete_replies(self, client_id: str, ids: Sequence[str], ttl_ms: int) -> None:
+        async with mapped_errors("delete replies"):
+            await messaging.delete_replies(self._redis, self.prefix, client_id, ids, ttl_ms)
+
+    async def get_result(self, engine: str, message_id: str) -> bytes | None:
+        async with mapped_errors(f"read result of {message_id}"):
+            return await messaging.get_result(self._redis, self.keys(engine), message_id)
+
     async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int:
-        async with _errors(f"trim dead letters of {engine}"):
+        async with mapped_errors(f"trim dead letters of {engine}"):
             return await self._scripts.trim_dead(self.keys(engine), max_len, max_age_ms)
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]:
         """Every entry id this consumer holds, per tier."""
         keys = self.keys(engine)
         out: dict[Priority, list[str]] = {}
-        async with _errors(f"XPENDING {engine}"):
+        async with mapped_errors(f"XPENDING {engine}"):
             for tier, stream in zip(TIERS, keys.streams, strict=True):
                 start = "-"
                 while True:
@@ -343,24 +348,5 @@ class RedisBroker:
         return out
 
     async def release(self, engine: str, consumer: str) -> bool:
-        async with _errors(f"release consumer of {engine}"):
+        async with mapped_errors(f"release consumer of {engine}"):
             return await self._scripts.release(self.keys(engine), consumer)
-
-    async def heartbeat(self, engine: str, consumer: str, at_ms: int) -> None:
-        async with _errors(f"heartbeat {engine}"):
-            await self._redis.zadd(self.keys(engine).workers, {consumer: at_ms})
-
-    async def write_stats(self, engine: str, consumer: str, data: bytes) -> None:
-        async with _errors(f"stats of {engine}"):
-            # redis-py types hset as sync-or-async; on the asyncio client it is async
-            await cast(
-                Awaitable[int], self._redis.hset(self.keys(engine).stats, mapping={consumer: data})
-            )
-
-    async def inspect(self, engine: str) -> EngineInfo:
-        async with _errors(f"inspect {engine}"):
-            return await inspect_engine(self._redis, self.keys(engine))
-
-    async def engines(self) -> list[str]:
-        async with _errors("list engines"):
-            return await list_engines(self._redis, self.config.prefix)

@@ -8,8 +8,11 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
+from ...config import BusConfig
+from ...errors import BusError
 from ...priority import TIERS
 from ..base import EngineInfo, TierInfo
+from .errors import mapped_errors
 from .keys import Keys, engine_of, inbox_pattern
 
 
@@ -69,3 +72,54 @@ async def list_engines(redis: aioredis.Redis, prefix: str) -> list[str]:
         if engine is not None:
             found.add(engine)
     return sorted(found)
+
+
+class AdminMixin:
+    """The broker's read-mostly operations: server facts, heartbeats, stats, inspection."""
+
+    _redis: aioredis.Redis
+    config: BusConfig
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def keys(self, engine: str) -> Keys:
+        raise NotImplementedError
+
+    async def server_version(self) -> str:
+        async with mapped_errors("INFO"):
+            info: dict[str, Any] = await self._redis.info("server")
+        name = "valkey" if "valkey_version" in info else "redis"
+        return f"{name} {info.get('valkey_version') or info.get('redis_version')}"
+
+    async def config_get(self, name: str) -> str | None:
+        """One CONFIG GET value, or None when the server refuses CONFIG."""
+        try:
+            async with mapped_errors("CONFIG GET"):
+                values: dict[Any, Any] = await self._redis.config_get(name)
+        except BusError:
+            return None
+        for key, value in values.items():
+            if _text(key) == name:
+                return _text(value)
+        return None
+
+    async def heartbeat(self, engine: str, consumer: str, at_ms: int) -> None:
+        async with mapped_errors(f"heartbeat {engine}"):
+            await self._redis.zadd(self.keys(engine).workers, {consumer: at_ms})
+
+    async def write_stats(self, engine: str, consumer: str, data: bytes) -> None:
+        async with mapped_errors(f"stats of {engine}"):
+            # redis-py types hset as sync-or-async; on the asyncio client it is async
+            await cast(
+                Awaitable[int], self._redis.hset(self.keys(engine).stats, mapping={consumer: data})
+            )
+
+    async def inspect(self, engine: str) -> EngineInfo:
+        async with mapped_errors(f"inspect {engine}"):
+            return await inspect_engine(self._redis, self.keys(engine))
+
+    async def engines(self) -> list[str]:
+        async with mapped_errors("list engines"):
+            return await list_engines(self._redis, self.config.prefix)

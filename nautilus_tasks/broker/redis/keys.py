@@ -18,6 +18,13 @@ key                                   type     what
 ``P:{E}:workers``                     zset     consumers of E, score = last heartbeat (ms)
 ``P:{E}:stats``                       hash     consumer name -> JSON counters and latency
                                                histogram, written by each worker
+``P:{E}:result:<message id>``         string   a stored outcome (reply envelope), with a TTL
+``P:reply:<client id>``               stream   one requesting process's replies; the live
+                                               client refreshes its TTL and deletes what it
+                                               read, so a dead caller's stream expires
+``P:{subs}``                          hash     field ``<engine> <pattern>`` -> "1": the event
+                                               subscriptions of every engine
+``P:{subs}:version``                  string   counter, raised whenever ``P:{subs}`` changes
 ====================================  =======  =============================================
 
 The consumer group of every inbox stream is named after the engine, ``E``.
@@ -48,6 +55,20 @@ class Keys:
     def stream(self, priority: Priority) -> str:
         """The inbox stream of one tier."""
         return self.streams[priority]
+
+    def result(self, message_id: str) -> str:
+        """Where the outcome of message ``message_id`` is stored."""
+        return f"{self.prefix}:{{{self.engine}}}:result:{message_id}"
+
+
+def reply_stream(prefix: str, client_id: str) -> str:
+    """The reply stream of one requesting client."""
+    return f"{prefix}:reply:{client_id}"
+
+
+def subs_keys(prefix: str) -> tuple[str, str]:
+    """The subscription registry and its version counter (one hash slot)."""
+    return f"{prefix}:{{subs}}", f"{prefix}:{{subs}}:version"
 
 
 def inbox_pattern(prefix: str) -> str:

@@ -30,6 +30,8 @@ NAMES = (
     "reclaim",
     "enqueue",
     "trim_dead",
+    "finish",
+    "register",
 )
 
 
@@ -145,3 +147,13 @@ class Scripts:
     async def trim_dead(self, keys: Keys, max_len: int | None, max_age_ms: int | None) -> int:
         args = ["" if max_len is None else max_len, "" if max_age_ms is None else max_age_ms]
         return int(await self._run("trim_dead", [keys.dead], args))
+
+    async def finish(
+        self, streams: Sequence[str], targets: Sequence[str], args: Sequence[Any]
+    ) -> list[str]:
+        return [_text(i) for i in await self._run("finish", [*streams, *targets], args)]
+
+    async def register(
+        self, registry: str, version: str, engine: str, patterns: Sequence[str]
+    ) -> int:
+        return int(await self._run("register", [registry, version], [engine, *patterns]))
