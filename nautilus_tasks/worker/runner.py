@@ -151,7 +151,7 @@ class Worker:
                 await self._nothing_running.wait()
         if self.running:
             log.warning(
-                "grace period over: %d running tasks are cancelled (a sync one finishes its thread)",
+                "grace period over: %d running tasks cancelled (a sync one finishes its thread)",
                 len(self.running),
             )
         for slot in slots:
