@@ -88,20 +88,21 @@ class AckBatcher:
             self._idle.set()
 
     async def _send(self, batch: dict[Priority, list[str]]) -> None:
-        refused = await self.broker.ack(self.engine, self.consumer, batch)
+        taken, gone = await self.broker.ack(self.engine, self.consumer, batch)
         if self.on_done is not None:
             self.on_done([i for ids in batch.values() for i in ids])
         total = sum(len(v) for v in batch.values())
-        self.stats.counts["acked"] += total - len(refused)
-        if refused:
-            self.stats.counts["ownership_lost"] += len(refused)
+        self.stats.counts["acked"] += total - len(taken) - len(gone)
+        if gone:  # acked by an earlier try whose reply was lost, or lost with the data
+            self.stats.counts["ack_gone"] += len(gone)
+            log.debug("%d entries of %s were no longer pending at ack", len(gone), self.engine)
+        if taken:
+            self.stats.counts["ownership_lost"] += len(taken)
             log.warning(
                 "ack refused for %d entries of %s: another consumer owns them now (lease lost);"
                 " they will run again there: %s",
-                len(refused),
-                self.engine,
-                refused[:5],
-            )
+                len(taken), self.engine, taken[:5],
+            )  # fmt: skip
 
     async def flush(self, limit: float) -> bool:
         """Wait until every collected id is acked; False if that took over ``limit`` s."""

@@ -10,6 +10,7 @@ delivered more than ``max_deliveries`` times is dead-lettered as ``poison``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
 
@@ -68,10 +69,11 @@ class Leases:
             by_tier: defaultdict[Priority, list[str]] = defaultdict(list)
             for entry_id, tier in items[start : start + BATCH]:
                 by_tier[tier].append(entry_id)
-            lost = await self.broker.renew(self.engine, self.consumer, by_tier)
-            for entry_id in lost:
-                if self.held.pop(entry_id, None) is not None:
-                    self.stats.counts["lease_lost"] += 1
+            lost, gone = await self.broker.renew(self.engine, self.consumer, by_tier)
+            for entry_id in gone:  # acked meanwhile: nothing was lost
+                self.held.pop(entry_id, None)
+            lost = [i for i in lost if self.held.pop(i, None) is not None]
+            self.stats.counts["lease_lost"] += len(lost)
             if lost:
                 log.warning(
                     "lost the lease of %d entries of %s (another consumer took them): %s",
@@ -89,19 +91,28 @@ class Leases:
             await asyncio.sleep(interval)
 
     async def reclaim_once(self, fetcher: Fetcher) -> int:
-        """Take over entries idle past the lease, critical tier first, up to free capacity."""
+        """Take over entries idle past the lease, critical tier first.
+
+        A busy worker still takes a small batch beyond its free capacity: abandoned
+        entries are the oldest work, and are served ahead of their tier. Entries this
+        worker already holds (idle only because the server was unreachable) are not
+        queued a second time.
+        """
+        budget = max(fetcher.free, max(1, fetcher.capacity // 10))
         taken = 0
         for tier in TIERS:
-            while fetcher.free > 0:
+            while budget > 0:
                 step = await self.broker.reclaim(
                     self.engine, self.consumer, tier, cursor=self._cursors[tier],
-                    count=fetcher.free, min_idle_ms=int(self.lease * 1000),
+                    count=budget, min_idle_ms=int(self.lease * 1000),
                     max_deliveries=self.max_deliveries, now_ms=now_ms(),
                 )  # fmt: skip
                 self._cursors[tier] = step.cursor
-                self._account(tier, step.deleted, step.poisoned, len(step.deliveries))
-                fetcher.accept(step.deliveries)
-                taken += len(step.deliveries)
+                fresh = [d for d in step.deliveries if d.entry_id not in self.held]
+                self._account(tier, step.deleted, step.poisoned, len(fresh))
+                fetcher.accept([dataclasses.replace(d, reserved=True) for d in fresh])
+                budget -= len(step.deliveries) + len(step.poisoned)
+                taken += len(fresh)
                 if step.cursor == "0-0":
                     break
         return taken

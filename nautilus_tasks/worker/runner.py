@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
@@ -23,6 +24,9 @@ from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
 from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -68,7 +72,14 @@ class Worker:
 
     def _acked(self, ids: list[str]) -> None:
         for entry_id in ids:
-            self.leases.drop(entry_id)
+            self._finished(entry_id)
+
+    def _finished(self, entry_id: str) -> None:
+        """An entry left this consumer (acked, retried, dead-lettered): its lease ends and
+        its place frees up. Capacity counts entries until then, not just running
+        handlers, so what a crash can leave pending stays bounded by the capacity."""
+        self.leases.drop(entry_id)
+        self.fetcher.release()
 
     def stop(self) -> None:
         """Ask for a graceful stop (idempotent)."""
@@ -91,7 +102,6 @@ class Worker:
                 self.running.discard(delivery.entry_id)
                 if not self.running:
                     self._nothing_running.set()
-                self.fetcher.release()
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         broker, name, cfg = self.broker, self.engine.name, self.config
@@ -117,7 +127,7 @@ class Worker:
         )  # fmt: skip
         threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
         executor = Executor(
-            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self.leases
+            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self._finished
         )
         try:
             async with asyncio.TaskGroup() as group:
@@ -187,14 +197,13 @@ async def serve(
     engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
 ) -> None:
     """Connect once, run a worker until SIGTERM/SIGINT; a second signal exits at once."""
-    from ..client import Client
 
     if config.block_ms / 1000 + 1.0 > bus.socket_timeout:
         raise ConfigurationError(
             f"socket_timeout ({bus.socket_timeout}s) must exceed the blocking read"
             f" ({config.block_ms} ms) by at least 1 s, or blocked reads time out (redis-py #2807)"
         )
-    client = await Client.connect(bus)
+    client = await _connect(bus)
     worker = Worker(engine, client.broker, config, consumer)
     engine.bind(client)
     loop = asyncio.get_running_loop()
@@ -218,6 +227,21 @@ async def serve(
     finally:
         engine.bind(None)
         await client.close()
+
+
+async def _connect(bus: BusConfig) -> Client:
+    """Connect, retrying with jittered backoff while the bus is down (as Celery does)."""
+    from ..client import Client
+
+    failures = 0
+    while True:
+        try:
+            return await Client.connect(bus)
+        except BusError as exc:
+            failures += 1
+            delay = random.uniform(0.5, min(10.0, 0.5 * 2**failures))
+            log.warning("cannot reach the bus at %s (%s); retrying in %.1fs", bus.url, exc, delay)
+            await asyncio.sleep(delay)
 
 
 def run_worker(

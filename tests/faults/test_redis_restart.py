@@ -232,11 +232,8 @@ async def test_restart_without_persistence_recreates_groups_and_warns_once(
     assert not outcome.unknown, f"ran but never sent: {sorted(outcome.unknown)[:20]}"
     check_duplicates(outcome, sends, breaks=2)
     assert "Traceback" not in text, text[-5000:]
-    # The requirement is exactly one warning per restart. A library race (pinned, strictly, by
-    # the xfail test below) logs one per worker loop that met NOGROUP at the same moment (seen
-    # here in about one run in eight): until it is fixed this allows one per loop (fetch, ack,
-    # renew, reclaim); then make it ``warned == [1, 1]``.
-    assert all(1 <= n <= 4 for n in warned), f"warnings per restart {warned}:\n{_grep(log)}"
+    # exactly one warning per restart (the loops that meet NOGROUP together share one lock)
+    assert warned == [1, 1], f"warnings per restart {warned}:\n{_grep(log)}"
     # no busy loop on NOGROUP or on the lost connection: a few backed-off retries per restart
     assert text.count("fetch from durable failed") <= 2 * 20, _grep(log)
 
@@ -244,14 +241,6 @@ async def test_restart_without_persistence_recreates_groups_and_warns_once(
 LOSSES = 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RedisBroker._recreate_groups (nautilus_tasks/broker/redis/broker.py) warns whenever"
-    " its own ensure_groups call created at least one of the four tier groups. Worker loops"
-    " (fetch, ack, renew, reclaim) that meet NOGROUP at the same moment run ensure_groups"
-    " concurrently; each wins some of the XGROUP CREATEs, so each logs the warning: two to"
-    " three warnings for one loss, in over half of the losses here.",
-)
 async def test_loops_meeting_nogroup_at_once_warn_once_per_loss(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -54,6 +55,7 @@ class RedisBroker:
         self._redis = redis
         self._scripts = Scripts(redis)
         self._keys: dict[str, Keys] = {}
+        self._recreating: dict[str, asyncio.Lock] = {}
 
     @classmethod
     async def connect(cls, config: BusConfig) -> RedisBroker:
@@ -202,8 +204,12 @@ class RedisBroker:
         ]
 
     async def _recreate_groups(self, engine: str, consumer: str) -> None:
-        """Recreate lost groups; warn once per loss (only the call that recreated them)."""
-        if await self.ensure_groups(engine, consumer):
+        """Recreate lost groups; warn once per loss. Loops that meet NOGROUP together
+        queue on a lock: the first recreates the groups and warns, the others find them."""
+        lock = self._recreating.setdefault(engine, asyncio.Lock())
+        async with lock:
+            created = await self.ensure_groups(engine, consumer)
+        if created:
             log.warning(
                 "consumer group %r was missing on %s: the server lost its data (restarted"
                 " without persistence?); recreated it. Messages sent before the loss may be"
@@ -227,17 +233,12 @@ class RedisBroker:
 
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
-        """XACK + XDEL of owned ids in one script; returns the ids refused."""
-        everything = [i for v in ids.values() for i in v]
-        refused = await self._guard(
-            f"ack {engine}",
-            engine,
-            consumer,
-            lambda: self._scripts.ack(self.keys(engine), consumer, ids),
-            everything,
-        )
-        return [_str(r) for r in refused]
+    ) -> tuple[list[str], list[str]]:
+        """XACK + XDEL of owned ids in one script. Returns (taken, gone): ids another
+        consumer owns now, and ids no longer pending at all (nothing to do)."""
+        everything: list[str] = [i for v in ids.values() for i in v]
+        call = lambda: self._scripts.ack(self.keys(engine), consumer, ids)  # noqa: E731
+        return await self._guard(f"ack {engine}", engine, consumer, call, ([], everything))
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
@@ -269,12 +270,14 @@ class RedisBroker:
 
     async def renew(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
-        """Reset the idle time of owned entries (XCLAIM JUSTID); returns ids no longer owned."""
-        everything = [i for v in ids.values() for i in v]
+    ) -> tuple[list[str], list[str]]:
+        """Reset the idle time of owned entries (XCLAIM JUSTID). Returns (lost, gone): ids
+        another consumer owns now, and ids no longer pending (acked meanwhile)."""
+        everything: list[str] = [i for v in ids.values() for i in v]
         call = lambda: self._scripts.renew(self.keys(engine), consumer, ids)  # noqa: E731
-        lost = await self._guard(f"renew leases in {engine}", engine, consumer, call, everything)
-        return [_str(i) for i in lost]
+        return await self._guard(
+            f"renew leases in {engine}", engine, consumer, call, ([], everything)
+        )
 
     async def reclaim(
         self,
