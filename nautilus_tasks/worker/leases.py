@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from ..broker.base import Broker
 from ..errors import BusError
@@ -46,6 +47,8 @@ class Leases:
         self.lease = lease
         self.max_deliveries = max_deliveries
         self.held: dict[str, Priority] = {}
+        self.settling: Callable[[str], bool] | None = None
+        """Whether an entry is being acked by this worker (then "gone" is no loss)."""
         self._cursors = dict.fromkeys(TIERS, "0-0")
 
     def hold(self, entry_id: str, tier: Priority) -> None:
@@ -70,9 +73,12 @@ class Leases:
             for entry_id, tier in items[start : start + BATCH]:
                 by_tier[tier].append(entry_id)
             lost, gone = await self.broker.renew(self.engine, self.consumer, by_tier)
-            for entry_id in gone:  # acked meanwhile: nothing was lost
+            # no longer pending: fine if our own ack settled it, else another consumer did
+            ours = self.settling or (lambda _: False)
+            lost = [i for i in lost if i in self.held]
+            lost += [i for i in gone if i in self.held and not ours(i)]
+            for entry_id in (*lost, *gone):
                 self.held.pop(entry_id, None)
-            lost = [i for i in lost if self.held.pop(i, None) is not None]
             self.stats.counts["lease_lost"] += len(lost)
             if lost:
                 log.warning(

@@ -24,6 +24,7 @@ from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
 from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
+from .tasks import cancel_all
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -64,6 +65,7 @@ class Worker:
         )  # fmt: skip
         self.fetcher.on_hold = self.leases.hold
         self.acks.on_done = self._acked
+        self.leases.settling = self.acks.settling
         self.running: set[str] = set()
         self._nothing_running = asyncio.Event()
         self._nothing_running.set()
@@ -139,8 +141,7 @@ class Worker:
                 self.started.set()
                 await self._stop.wait()
                 await self._drain(fetch, slots, executor)
-                for task in background:
-                    task.cancel()
+                await cancel_all(background)
         finally:
             # wait for sync handlers still in threads without blocking the event loop
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
@@ -151,9 +152,7 @@ class Worker:
         self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]], executor: Executor
     ) -> None:
         self.fetcher.stop()
-        fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fetch
+        await cancel_all([fetch])
         for _ in self.queue.drain():
             self.fetcher.release()
         with contextlib.suppress(TimeoutError):
@@ -164,9 +163,7 @@ class Worker:
                 "grace period over: %d running tasks cancelled (a sync one finishes its thread)",
                 len(self.running),
             )
-        for slot in slots:
-            slot.cancel()
-        await asyncio.gather(*slots, return_exceptions=True)
+        await cancel_all(slots)
         if not await self.acks.flush(max(5.0, self.config.grace)):
             log.error("could not flush acks; those entries stay pending and will run again")
         await self._hand_back(set(executor.in_threads))

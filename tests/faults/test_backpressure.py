@@ -218,12 +218,6 @@ async def _fill(job: Task[..., None], sent: set[int]) -> BusError:
     raise AssertionError(f"{FILL_LIMIT} sends of {len(FILL_PAYLOAD)} bytes and not full")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="broker.py _errors matches 'OOM' in str(exc), but redis-py strips the OOM"
-    " prefix (OutOfMemoryError): a send to a full server raises a plain BusError",
-)
 async def test_send_to_a_full_server_raises_bus_full(full_server: EmbeddedServer) -> None:
     engine = _gated_engine("full", asyncio.Event(), [])
     async with await Client.connect(BusConfig.from_url(full_server.url, prefix="p")) as client:
@@ -263,13 +257,6 @@ async def _xlen_is(raw: aioredis.Redis, stream: str, n: int) -> bool:
     return int(await raw.xlen(stream)) == n
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BusError,
-    reason="broker.py ensure_groups sends XGROUP CREATE (and CREATECONSUMER), both denyoom,"
-    " even for groups that exist: at maxmemory the server answers OOM instead of BUSYGROUP,"
-    " Worker.run fails, and no worker can start to drain the full server",
-)
 async def test_worker_started_on_a_full_server_drains_it(full_server: EmbeddedServer) -> None:
     gate = asyncio.Event()
     gate.set()

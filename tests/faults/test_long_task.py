@@ -133,6 +133,7 @@ async def test_a_renewal_that_races_the_workers_own_ack_is_not_a_lost_lease(
     stats = WorkerStats()
     leases = Leases(broker, slow.name, consumer, stats, lease=LEASE, max_deliveries=5)
     leases.hold(delivery.entry_id, delivery.tier)  # as Fetcher.accept does
+    leases.settling = {delivery.entry_id}.__contains__  # as the worker wires its AckBatcher
     # the worker's ack batch reaches the server; its reply (and on_done) is still to come
     assert await broker.ack(slow.name, consumer, {delivery.tier: [delivery.entry_id]}) == ([], [])
     with caplog.at_level(logging.WARNING, logger="nautilus_tasks.worker"):

@@ -34,7 +34,7 @@ async def _errors(what: str) -> AsyncIterator[None]:
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         raise BusUnavailable(f"{what}: bus unreachable: {exc}") from exc
     except rexc.RedisError as exc:
-        if "OOM" in str(exc):
+        if isinstance(exc, rexc.OutOfMemoryError) or "OOM" in str(exc):
             raise BusFull(f"{what}: the server is out of memory: {exc}") from exc
         raise BusError(f"{what}: {exc}") from exc
 
@@ -123,15 +123,31 @@ class RedisBroker:
         created = 0
         async with _errors(f"create groups of {engine}"):
             for stream in keys.streams:
-                try:
-                    await self._redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
-                    created += 1
-                except rexc.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+                if not await self._has_group(stream, keys.group):
+                    created += await self._create_group(stream, keys.group)
                 if consumer is not None:
-                    await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+                    try:  # denyoom; XREADGROUP creates the consumer anyway when it reads
+                        await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+                    except rexc.OutOfMemoryError:
+                        log.warning("server out of memory: %s joins on its first read", consumer)
         return created
+
+    async def _has_group(self, stream: str, group: str) -> bool:
+        """Read-only check (XINFO GROUPS), so a worker can start on a server at maxmemory."""
+        try:
+            groups = await self._redis.xinfo_groups(stream)
+        except rexc.ResponseError:  # no such stream yet
+            return False
+        return any(_str(g["name"]) == group for g in groups)
+
+    async def _create_group(self, stream: str, group: str) -> int:
+        try:
+            await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return 0
+        return 1
 
     async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
         async with _errors(f"XADD to {engine}"):
