@@ -146,7 +146,7 @@ class Broker(Protocol):
 
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]: ...
+    ) -> tuple[list[str], list[str]]: ...
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
@@ -166,7 +166,7 @@ class Broker(Protocol):
 
     async def renew(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]: ...
+    ) -> tuple[list[str], list[str]]: ...
 
     async def reclaim(
         self,

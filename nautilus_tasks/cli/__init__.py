@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from .dlq import dlq_group
 from .inspect import inspect_command
 from .send import send_command
 from .server import server_command
@@ -26,6 +27,7 @@ cli.add_command(worker_command)
 cli.add_command(send_command)
 cli.add_command(inspect_command)
 cli.add_command(server_command)
+cli.add_command(dlq_group)
 
 
 def main() -> None:

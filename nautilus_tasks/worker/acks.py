@@ -35,13 +35,21 @@ class AckBatcher:
         self.interval = interval
         self._pending: defaultdict[Priority, list[str]] = defaultdict(list)
         self._size = 0
+        self._in_flight = False
+        self._settling: set[str] = set()
+        self._tried: set[str] = set()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_done: Callable[[list[str]], None] | None = None
         """Called with the ids of each batch once the server answered (acked or refused)."""
 
+    def settling(self, entry_id: str) -> bool:
+        """Whether this batcher holds ``entry_id`` for an ack not yet answered."""
+        return entry_id in self._settling
+
     def add(self, tier: Priority, entry_id: str) -> None:
+        self._settling.add(entry_id)
         self._pending[tier].append(entry_id)
         self._size += 1
         self._idle.clear()
@@ -61,6 +69,7 @@ class AckBatcher:
 
     def _restore(self, batch: dict[Priority, list[str]]) -> None:
         for tier, ids in batch.items():
+            self._tried.update(ids)  # the failed call may have run: "gone" is then ours
             self._pending[tier][:0] = ids
             self._size += len(ids)
 
@@ -74,6 +83,7 @@ class AckBatcher:
             self._wake.clear()
             while self._size:
                 batch = self._take()
+                self._in_flight = True
                 try:
                     await self._send(batch)
                     failures = 0
@@ -85,32 +95,39 @@ class AckBatcher:
                         "ack of %d entries failed (%s); retry in %.2fs", self._size, exc, delay
                     )
                     await asyncio.sleep(delay)
+                finally:
+                    self._in_flight = False
             self._idle.set()
 
     async def _send(self, batch: dict[Priority, list[str]]) -> None:
-        refused = await self.broker.ack(self.engine, self.consumer, batch)
+        taken, gone = await self.broker.ack(self.engine, self.consumer, batch)
+        done = [i for ids in batch.values() for i in ids]
+        self._settling.difference_update(done)
         if self.on_done is not None:
-            self.on_done([i for ids in batch.values() for i in ids])
-        total = sum(len(v) for v in batch.values())
-        self.stats.counts["acked"] += total - len(refused)
-        if refused:
-            self.stats.counts["ownership_lost"] += len(refused)
+            self.on_done(done)
+        self.stats.counts["acked"] += len(done) - len(taken) - len(gone)
+        ours = [i for i in gone if i in self._tried]  # acked by a try whose reply was lost
+        self._tried.difference_update(done)
+        if ours:
+            self.stats.counts["ack_gone"] += len(ours)
+            log.debug("%d entries of %s were acked by an earlier try", len(ours), self.engine)
+        taken += [i for i in gone if i not in ours]  # settled by another consumer meanwhile
+        if taken:
+            self.stats.counts["ownership_lost"] += len(taken)
             log.warning(
                 "ack refused for %d entries of %s: another consumer owns them now (lease lost);"
                 " they will run again there: %s",
-                len(refused),
-                self.engine,
-                refused[:5],
-            )
+                len(taken), self.engine, taken[:5],
+            )  # fmt: skip
 
     async def flush(self, limit: float) -> bool:
         """Wait until every collected id is acked; False if that took over ``limit`` s."""
-        if not self._size:
+        if not self._size and not self._in_flight:
             return True
         self._wake.set()
         try:
             async with asyncio.timeout(limit):
-                while self._size:
+                while self._size or self._in_flight:
                     self._idle.clear()
                     await self._idle.wait()
         except TimeoutError:

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import logging
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +19,6 @@ from ..message import Envelope, Kind, decode, encode, now_ms
 from ..metrics import WorkerStats
 from ..task import Task
 from .acks import AckBatcher
-from .leases import Leases
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -36,7 +36,7 @@ class Executor:
         acks: AckBatcher,
         stats: WorkerStats,
         threads: ThreadPoolExecutor,
-        leases: Leases,
+        done: Callable[[str], None],
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -44,7 +44,9 @@ class Executor:
         self.acks = acks
         self.stats = stats
         self.threads = threads
-        self.leases = leases
+        self.done = done
+        """Called once an entry has left this consumer (retried or dead-lettered): its
+        lease ends and its place in the worker's capacity frees up."""
         self.in_threads: set[str] = set()
         """Entries whose sync handler is still running in a thread (threads cannot be
         cancelled): never handed back while it runs, so it cannot run twice at once."""
@@ -167,7 +169,7 @@ class Executor:
             log.error("could not schedule the retry of %s: %s", delivery.entry_id, exc)
             return
         finally:
-            self.leases.drop(delivery.entry_id)
+            self.done(delivery.entry_id)
         if moved:
             self.stats.counts["retried"] += 1
         else:
@@ -202,7 +204,7 @@ class Executor:
             log.error("could not dead-letter %s (%s): %s", delivery.entry_id, reason, exc2)
             return
         finally:
-            self.leases.drop(delivery.entry_id)
+            self.done(delivery.entry_id)
         if moved:
             self.stats.counts[f"dead_{reason}"] += 1
         else:

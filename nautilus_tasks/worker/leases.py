@@ -10,8 +10,10 @@ delivered more than ``max_deliveries`` times is dead-lettered as ``poison``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from ..broker.base import Broker
 from ..errors import BusError
@@ -45,6 +47,8 @@ class Leases:
         self.lease = lease
         self.max_deliveries = max_deliveries
         self.held: dict[str, Priority] = {}
+        self.settling: Callable[[str], bool] | None = None
+        """Whether an entry is being acked by this worker (then "gone" is no loss)."""
         self._cursors = dict.fromkeys(TIERS, "0-0")
 
     def hold(self, entry_id: str, tier: Priority) -> None:
@@ -68,10 +72,14 @@ class Leases:
             by_tier: defaultdict[Priority, list[str]] = defaultdict(list)
             for entry_id, tier in items[start : start + BATCH]:
                 by_tier[tier].append(entry_id)
-            lost = await self.broker.renew(self.engine, self.consumer, by_tier)
-            for entry_id in lost:
-                if self.held.pop(entry_id, None) is not None:
-                    self.stats.counts["lease_lost"] += 1
+            lost, gone = await self.broker.renew(self.engine, self.consumer, by_tier)
+            # no longer pending: fine if our own ack settled it, else another consumer did
+            ours = self.settling or (lambda _: False)
+            lost = [i for i in lost if i in self.held]
+            lost += [i for i in gone if i in self.held and not ours(i)]
+            for entry_id in (*lost, *gone):
+                self.held.pop(entry_id, None)
+            self.stats.counts["lease_lost"] += len(lost)
             if lost:
                 log.warning(
                     "lost the lease of %d entries of %s (another consumer took them): %s",
@@ -89,19 +97,28 @@ class Leases:
             await asyncio.sleep(interval)
 
     async def reclaim_once(self, fetcher: Fetcher) -> int:
-        """Take over entries idle past the lease, critical tier first, up to free capacity."""
+        """Take over entries idle past the lease, critical tier first.
+
+        A busy worker still takes a small batch beyond its free capacity: abandoned
+        entries are the oldest work, and are served ahead of their tier. Entries this
+        worker already holds (idle only because the server was unreachable) are not
+        queued a second time.
+        """
+        budget = max(fetcher.free, max(1, fetcher.capacity // 10))
         taken = 0
         for tier in TIERS:
-            while fetcher.free > 0:
+            while budget > 0:
                 step = await self.broker.reclaim(
                     self.engine, self.consumer, tier, cursor=self._cursors[tier],
-                    count=fetcher.free, min_idle_ms=int(self.lease * 1000),
+                    count=budget, min_idle_ms=int(self.lease * 1000),
                     max_deliveries=self.max_deliveries, now_ms=now_ms(),
                 )  # fmt: skip
                 self._cursors[tier] = step.cursor
-                self._account(tier, step.deleted, step.poisoned, len(step.deliveries))
-                fetcher.accept(step.deliveries)
-                taken += len(step.deliveries)
+                fresh = [d for d in step.deliveries if d.entry_id not in self.held]
+                self._account(tier, step.deleted, step.poisoned, len(fresh))
+                fetcher.accept([dataclasses.replace(d, reserved=True) for d in fresh])
+                budget -= len(step.deliveries) + len(step.poisoned)
+                taken += len(fresh)
                 if step.cursor == "0-0":
                     break
         return taken

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
@@ -23,6 +24,10 @@ from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
 from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
+from .tasks import cancel_all
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -60,6 +65,7 @@ class Worker:
         )  # fmt: skip
         self.fetcher.on_hold = self.leases.hold
         self.acks.on_done = self._acked
+        self.leases.settling = self.acks.settling
         self.running: set[str] = set()
         self._nothing_running = asyncio.Event()
         self._nothing_running.set()
@@ -68,7 +74,14 @@ class Worker:
 
     def _acked(self, ids: list[str]) -> None:
         for entry_id in ids:
-            self.leases.drop(entry_id)
+            self._finished(entry_id)
+
+    def _finished(self, entry_id: str) -> None:
+        """An entry left this consumer (acked, retried, dead-lettered): its lease ends and
+        its place frees up. Capacity counts entries until then, not just running
+        handlers, so what a crash can leave pending stays bounded by the capacity."""
+        self.leases.drop(entry_id)
+        self.fetcher.release()
 
     def stop(self) -> None:
         """Ask for a graceful stop (idempotent)."""
@@ -91,7 +104,6 @@ class Worker:
                 self.running.discard(delivery.entry_id)
                 if not self.running:
                     self._nothing_running.set()
-                self.fetcher.release()
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         broker, name, cfg = self.broker, self.engine.name, self.config
@@ -117,7 +129,7 @@ class Worker:
         )  # fmt: skip
         threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
         executor = Executor(
-            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self.leases
+            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self._finished
         )
         try:
             async with asyncio.TaskGroup() as group:
@@ -129,8 +141,7 @@ class Worker:
                 self.started.set()
                 await self._stop.wait()
                 await self._drain(fetch, slots, executor)
-                for task in background:
-                    task.cancel()
+                await cancel_all(background)
         finally:
             # wait for sync handlers still in threads without blocking the event loop
             await asyncio.get_running_loop().run_in_executor(None, threads.shutdown)
@@ -141,9 +152,7 @@ class Worker:
         self, fetch: asyncio.Task[Any], slots: list[asyncio.Task[Any]], executor: Executor
     ) -> None:
         self.fetcher.stop()
-        fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await fetch
+        await cancel_all([fetch])
         for _ in self.queue.drain():
             self.fetcher.release()
         with contextlib.suppress(TimeoutError):
@@ -154,9 +163,7 @@ class Worker:
                 "grace period over: %d running tasks cancelled (a sync one finishes its thread)",
                 len(self.running),
             )
-        for slot in slots:
-            slot.cancel()
-        await asyncio.gather(*slots, return_exceptions=True)
+        await cancel_all(slots)
         if not await self.acks.flush(max(5.0, self.config.grace)):
             log.error("could not flush acks; those entries stay pending and will run again")
         await self._hand_back(set(executor.in_threads))
@@ -187,14 +194,13 @@ async def serve(
     engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
 ) -> None:
     """Connect once, run a worker until SIGTERM/SIGINT; a second signal exits at once."""
-    from ..client import Client
 
     if config.block_ms / 1000 + 1.0 > bus.socket_timeout:
         raise ConfigurationError(
             f"socket_timeout ({bus.socket_timeout}s) must exceed the blocking read"
             f" ({config.block_ms} ms) by at least 1 s, or blocked reads time out (redis-py #2807)"
         )
-    client = await Client.connect(bus)
+    client = await _connect(bus)
     worker = Worker(engine, client.broker, config, consumer)
     engine.bind(client)
     loop = asyncio.get_running_loop()
@@ -218,6 +224,21 @@ async def serve(
     finally:
         engine.bind(None)
         await client.close()
+
+
+async def _connect(bus: BusConfig) -> Client:
+    """Connect, retrying with jittered backoff while the bus is down (as Celery does)."""
+    from ..client import Client
+
+    failures = 0
+    while True:
+        try:
+            return await Client.connect(bus)
+        except BusError as exc:
+            failures += 1
+            delay = random.uniform(0.5, min(10.0, 0.5 * 2**failures))
+            log.warning("cannot reach the bus at %s (%s); retrying in %.1fs", bus.url, exc, delay)
+            await asyncio.sleep(delay)
 
 
 def run_worker(

@@ -44,7 +44,7 @@ async def test_renew_keeps_entries_and_does_not_count_a_delivery(
 ) -> None:
     ids = await _setup(client, 3)
     await wait_for(lambda: _idle_at_least(raw, client, 300))
-    assert await client.broker.renew("lease", "a", {NORMAL: ids}) == []
+    assert await client.broker.renew("lease", "a", {NORMAL: ids}) == ([], [])
     step = await client.broker.reclaim(
         "lease", "b", NORMAL, cursor="0-0", count=10, min_idle_ms=300, max_deliveries=5,
         now_ms=now_ms(),
@@ -66,10 +66,12 @@ async def test_reclaim_takes_idle_entries_and_ownership_moves(
     assert [d.deliveries for d in step.deliveries] == [2, 2, 2]
     assert step.cursor == "0-0"
     # the old owner can no longer renew, ack or requeue them
-    assert sorted(await client.broker.renew("lease", "a", {NORMAL: ids})) == sorted(ids)
-    assert sorted(await client.broker.ack("lease", "a", {NORMAL: ids})) == sorted(ids)
+    assert await client.broker.renew("lease", "a", {NORMAL: ids}) == (ids, [])  # lost
+    assert await client.broker.ack("lease", "a", {NORMAL: ids}) == (ids, [])  # taken
     assert await client.broker.requeue("lease", "a", {NORMAL: ids}) == 0
-    assert await client.broker.ack("lease", "b", {NORMAL: ids}) == []
+    assert await client.broker.ack("lease", "b", {NORMAL: ids}) == ([], [])
+    assert await client.broker.ack("lease", "b", {NORMAL: ids}) == ([], ids)  # gone: no-op
+    assert await client.broker.renew("lease", "b", {NORMAL: ids}) == ([], ids)
     assert await raw.xlen(client.broker.keys("lease").stream(NORMAL)) == 0
 
 
@@ -94,5 +96,5 @@ async def test_reclaim_dead_letters_poison_and_reports_deleted_entries(
     [(_, dead)] = await raw.xrange(keys.dead)
     assert dead[b"reason"] == b"poison"
     assert dead[b"deliveries"] == b"3"
-    assert b"\"args\":[0]" in dead[b"orig:envelope"]  # the original entry, preserved
+    assert b'"args":[0]' in dead[b"orig:envelope"]  # the original entry, preserved
     assert await raw.xlen(keys.stream(NORMAL)) == 0

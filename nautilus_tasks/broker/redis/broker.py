@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -42,6 +43,7 @@ class RedisBroker(AdminMixin):
         self._redis = redis
         self._scripts = Scripts(redis)
         self._keys: dict[str, Keys] = {}
+        self._recreating: dict[str, asyncio.Lock] = {}
 
     @classmethod
     async def connect(cls, config: BusConfig) -> RedisBroker:
@@ -91,15 +93,31 @@ class RedisBroker(AdminMixin):
         created = 0
         async with mapped_errors(f"create groups of {engine}"):
             for stream in keys.streams:
-                try:
-                    await self._redis.xgroup_create(stream, keys.group, id="0", mkstream=True)
-                    created += 1
-                except rexc.ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+                if not await self._has_group(stream, keys.group):
+                    created += await self._create_group(stream, keys.group)
                 if consumer is not None:
-                    await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+                    try:  # denyoom; XREADGROUP creates the consumer anyway when it reads
+                        await self._redis.xgroup_createconsumer(stream, keys.group, consumer)
+                    except rexc.OutOfMemoryError:
+                        log.warning("server out of memory: %s joins on its first read", consumer)
         return created
+
+    async def _has_group(self, stream: str, group: str) -> bool:
+        """Read-only check (XINFO GROUPS), so a worker can start on a server at maxmemory."""
+        try:
+            groups = await self._redis.xinfo_groups(stream)
+        except rexc.ResponseError:  # no such stream yet
+            return False
+        return any(_str(g["name"]) == group for g in groups)
+
+    async def _create_group(self, stream: str, group: str) -> int:
+        try:
+            await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except rexc.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+            return 0
+        return 1
 
     async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
         async with mapped_errors(f"XADD to {engine}"):
@@ -172,8 +190,12 @@ class RedisBroker(AdminMixin):
         ]
 
     async def _recreate_groups(self, engine: str, consumer: str) -> None:
-        """Recreate lost groups; warn once per loss (only the call that recreated them)."""
-        if await self.ensure_groups(engine, consumer):
+        """Recreate lost groups; warn once per loss. Loops that meet NOGROUP together
+        queue on a lock: the first recreates the groups and warns, the others find them."""
+        lock = self._recreating.setdefault(engine, asyncio.Lock())
+        async with lock:
+            created = await self.ensure_groups(engine, consumer)
+        if created:
             log.warning(
                 "consumer group %r was missing on %s: the server lost its data (restarted"
                 " without persistence?); recreated it. Messages sent before the loss may be"
@@ -197,17 +219,12 @@ class RedisBroker(AdminMixin):
 
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
-        """XACK + XDEL of owned ids in one script; returns the ids refused."""
-        everything = [i for v in ids.values() for i in v]
-        refused = await self._guard(
-            f"ack {engine}",
-            engine,
-            consumer,
-            lambda: self._scripts.ack(self.keys(engine), consumer, ids),
-            everything,
-        )
-        return [_str(r) for r in refused]
+    ) -> tuple[list[str], list[str]]:
+        """XACK + XDEL of owned ids in one script. Returns (taken, gone): ids another
+        consumer owns now, and ids no longer pending at all (nothing to do)."""
+        everything: list[str] = [i for v in ids.values() for i in v]
+        call = lambda: self._scripts.ack(self.keys(engine), consumer, ids)  # noqa: E731
+        return await self._guard(f"ack {engine}", engine, consumer, call, ([], everything))
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
@@ -239,12 +256,14 @@ class RedisBroker(AdminMixin):
 
     async def renew(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
-        """Reset the idle time of owned entries (XCLAIM JUSTID); returns ids no longer owned."""
-        everything = [i for v in ids.values() for i in v]
+    ) -> tuple[list[str], list[str]]:
+        """Reset the idle time of owned entries (XCLAIM JUSTID). Returns (lost, gone): ids
+        another consumer owns now, and ids no longer pending (acked meanwhile)."""
+        everything: list[str] = [i for v in ids.values() for i in v]
         call = lambda: self._scripts.renew(self.keys(engine), consumer, ids)  # noqa: E731
-        lost = await self._guard(f"renew leases in {engine}", engine, consumer, call, everything)
-        return [_str(i) for i in lost]
+        return await self._guard(
+            f"renew leases in {engine}", engine, consumer, call, ([], everything)
+        )
 
     async def reclaim(
         self,

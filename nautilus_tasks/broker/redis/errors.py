@@ -18,6 +18,6 @@ async def mapped_errors(what: str) -> AsyncIterator[None]:
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
         raise BusUnavailable(f"{what}: bus unreachable: {exc}") from exc
     except rexc.RedisError as exc:
-        if "OOM" in str(exc):
+        if isinstance(exc, rexc.OutOfMemoryError) or "OOM" in str(exc):
             raise BusFull(f"{what}: the server is out of memory: {exc}") from exc
         raise BusError(f"{what}: {exc}") from exc

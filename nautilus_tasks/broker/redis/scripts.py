@@ -75,9 +75,10 @@ class Scripts:
 
     async def ack(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
         args = [keys.group, consumer, *_ids_args(ids)]
-        return [_text(i) for i in await self._run("ack", keys.streams, args)]
+        taken, gone = await self._run("ack", keys.streams, args)
+        return [_text(i) for i in taken], [_text(i) for i in gone]
 
     async def requeue(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
@@ -120,9 +121,10 @@ class Scripts:
 
     async def renew(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
         args = [keys.group, consumer, *_ids_args(ids)]
-        return [_text(i) for i in await self._run("renew", keys.streams, args)]
+        lost, gone = await self._run("renew", keys.streams, args)
+        return [_text(i) for i in lost], [_text(i) for i in gone]
 
     async def reclaim(
         self,

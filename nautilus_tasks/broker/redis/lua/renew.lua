@@ -5,16 +5,19 @@
 -- KEYS[1..4]  tier streams: critical, high, normal, low
 -- ARGV[1]     group            ARGV[2] consumer
 -- ARGV[3..6]  how many ids follow for each tier         ARGV[7..] the ids
--- Returns the ids this consumer no longer owns (the lease was lost).
-local lost = {}
+-- Returns {lost, gone}: ids another consumer owns now (the lease was lost), and ids no
+-- longer pending at all (acked meanwhile, typically by this consumer's own ack batch).
+local lost, gone = {}, {}
 local pos = 7
 for i = 1, 4 do
   local n = tonumber(ARGV[i + 2])
   local owned = {}
   for j = pos, pos + n - 1 do
     local id = ARGV[j]
-    local p = redis.call('XPENDING', KEYS[i], ARGV[1], id, id, 1, ARGV[2])
-    if #p == 1 then owned[#owned + 1] = id else lost[#lost + 1] = id end
+    local p = redis.call('XPENDING', KEYS[i], ARGV[1], id, id, 1)
+    if #p == 0 then gone[#gone + 1] = id
+    elseif p[1][2] == ARGV[2] then owned[#owned + 1] = id
+    else lost[#lost + 1] = id end
   end
   pos = pos + n
   if #owned > 0 then
@@ -25,4 +28,4 @@ for i = 1, 4 do
     redis.call(unpack(args))
   end
 end
-return lost
+return {lost, gone}

@@ -1,0 +1,312 @@
+"""Backpressure: max_backlog, MessageTooLarge and a server out of memory (acceptance test 12).
+
+- ``Engine(name, max_backlog=N)``: a send beyond N raises BacklogFull and writes nothing;
+  with ``send_with(backlog_wait=...)`` it waits for a worker to make room.
+- A payload over ``BusConfig.max_message_bytes`` raises MessageTooLarge before any
+  write: nothing partial is stored, and no command is even tried.
+- On a server at ``maxmemory`` with ``noeviction`` a send fails with a clear error while
+  workers keep draining (the read, ack and reclaim scripts are flagged allow-oom); a
+  worker warns at start when the eviction policy is anything but ``noeviction``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from nautilus_tasks import (
+    BacklogFull,
+    BusConfig,
+    BusError,
+    BusFull,
+    BusUnavailable,
+    Client,
+    Engine,
+    MessageTooLarge,
+    Priority,
+    Task,
+    WorkerConfig,
+)
+from nautilus_tasks.embedded import EmbeddedServer
+from tests.helpers import running_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+BACKLOG = 50
+MAX_BYTES = 1024
+FILL_PAYLOAD = "x" * 2000
+QUIET = {"promote_interval": 5.0, "stats_interval": 60.0}
+"""Keeps an in-process worker's background loops asleep (no Redis call in flight) when it is
+stopped: on Python 3.11 redis-py can lose a cancellation that lands during a call, and those
+loops stop on cancellation alone, so the worker's stop would hang (a known library bug)."""
+FILL_LIMIT = 20_000
+"""Sends to give up after when filling a server (4 MB holds about 1,500 of these)."""
+
+
+def _gated_engine(name: str, gate: asyncio.Event, ran: list[int], **kw: int) -> Engine:
+    """An engine whose task waits for ``gate``, then records its argument."""
+    engine = Engine(name, **kw)
+
+    @engine.task
+    async def job(n: int, blob: str = "") -> None:
+        await gate.wait()
+        ran.append(n)
+
+    return engine
+
+
+def _job(engine: Engine) -> Task[..., None]:
+    return engine.tasks["job"]
+
+
+async def _pending(client: Client, engine: str) -> int:
+    info = await client.broker.inspect(engine)
+    return sum(t.pending for t in info.tiers)
+
+
+# -- max_backlog ------------------------------------------------------------------------
+
+
+async def test_sends_beyond_max_backlog_raise_and_write_nothing(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    gate = asyncio.Event()
+    ran: list[int] = []
+    engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
+    client.bind(engine)
+    job = _job(engine)
+    keys = client.broker.keys("bounded")
+    normal = keys.stream(Priority.NORMAL)
+    for n in range(BACKLOG):
+        await job.send(n)
+    assert await raw.xlen(normal) == BACKLOG
+    before = await raw.xrange(normal)
+    for n in range(BACKLOG, BACKLOG + 10):
+        with pytest.raises(BacklogFull):
+            await job.send(n)
+    with pytest.raises(BacklogFull):
+        await client.send_many(job, [((n,), {}) for n in range(100, 110)])
+    with pytest.raises(BacklogFull):  # waiting with no worker to drain: still refused
+        await job.send_with(backlog_wait=0.2)(999)
+    assert await raw.xrange(normal) == before, "nothing was written, nothing was dropped"
+    # the bound is per tier stream: another tier of the same engine still has room
+    await job.send_with(priority="high")(200)
+    assert await raw.xlen(keys.stream(Priority.HIGH)) == 1
+    assert await raw.xlen(normal) == BACKLOG
+
+
+async def test_backlog_wait_send_succeeds_once_a_worker_drains(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    gate = asyncio.Event()
+    ran: list[int] = []
+    engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
+    client.bind(engine)
+    job = _job(engine)
+    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    for n in range(BACKLOG):
+        await job.send(n)
+    config = WorkerConfig(concurrency=5, prefetch=0, grace=5, **QUIET)
+    async with running_worker(engine, client, config):
+        # the worker holds 5 entries, its handlers stuck at the gate; held entries stay in
+        # the stream until acked, so the inbox is still full
+        await wait_for(lambda: _pending_is(client, "bounded", 5), 10)
+        with pytest.raises(BacklogFull):
+            await job.send_with(backlog_wait=0.2)(998)
+        waiting = asyncio.create_task(job.send_with(backlog_wait=30)(BACKLOG))
+        # a negative observation: over half a second the send neither fails nor succeeds
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done, "the send waits for room"
+        assert await raw.xlen(normal) == BACKLOG
+        gate.set()
+        await asyncio.wait_for(waiting, 30)
+        await wait_for(lambda: len(ran) >= BACKLOG + 1, 30)
+    assert sorted(ran) == list(range(BACKLOG + 1)), "each acknowledged send ran once"
+    assert await raw.xlen(normal) == 0
+
+
+async def _pending_is(client: Client, engine: str, n: int) -> bool:
+    return await _pending(client, engine) == n
+
+
+# -- MessageTooLarge --------------------------------------------------------------------
+
+
+async def test_message_too_large_is_refused_before_any_write(
+    redis_url: str, prefix: str, raw: aioredis.Redis
+) -> None:
+    bus = BusConfig.from_url(redis_url, prefix=prefix, max_message_bytes=MAX_BYTES)
+    ran: list[int] = []
+    gate = asyncio.Event()
+    plain = _gated_engine("sized", gate, ran)
+    bounded = _gated_engine("sizedbounded", gate, ran, max_backlog=BACKLOG)
+    async with await Client.connect(bus, source="tests") as client:
+        client.bind(plain, bounded)
+        job, bjob = _job(plain), _job(bounded)
+        await job.send(1, "x" * 100)  # fits
+        big = "x" * (MAX_BYTES + 1)
+        with pytest.raises(MessageTooLarge):
+            await job.send(2, big)
+        with pytest.raises(MessageTooLarge):
+            await job.send_with(countdown=1.0)(3, big)
+        with pytest.raises(MessageTooLarge):
+            await job.send_with(priority="critical", ttl=5.0)(4, big)
+        with pytest.raises(MessageTooLarge):  # a bulk send with one too large: none written
+            await client.send_many(
+                job, [((n, "small"), {}) for n in range(10, 20)] + [((5, big), {})]
+            )
+        with pytest.raises(MessageTooLarge):
+            await bjob.send(6, big)
+    keys = [k.decode() async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+    assert keys == [f"{prefix}:{{sized}}:q:normal"], "the one small send, nothing else"
+    [(_, fields)] = await raw.xrange(keys[0])
+    assert b'"args":[1,' in fields[b"envelope"]
+
+
+async def test_message_too_large_never_reaches_the_bus(tmp_path: Path) -> None:
+    """Refused before any I/O: with the server gone a small send fails as unreachable,
+    while a large one still raises MessageTooLarge."""
+    ran: list[int] = []
+    engine = _gated_engine("sized", asyncio.Event(), ran)
+    server = EmbeddedServer(tmp_path / "valkey")
+    server.start()
+    try:
+        bus = BusConfig.from_url(server.url, prefix="p", max_message_bytes=MAX_BYTES)
+        client = await Client.connect(bus)
+    finally:
+        server.stop()
+    async with client:
+        client.bind(engine)
+        job = _job(engine)
+        with pytest.raises(BusUnavailable):
+            await job.send(1, "small")
+        with pytest.raises(MessageTooLarge):
+            await job.send(2, "x" * (MAX_BYTES + 1))
+        with pytest.raises(MessageTooLarge):
+            await client.send_many(job, [((3, "small"), {}), ((4, "x" * (MAX_BYTES + 1)), {})])
+
+
+# -- a server out of memory -------------------------------------------------------------
+
+
+@pytest.fixture
+async def full_server(tmp_path: Path) -> AsyncIterator[EmbeddedServer]:
+    """A server of our own with a small maxmemory and noeviction."""
+    server = EmbeddedServer(
+        tmp_path / "valkey", extra_args=["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def _fill(job: Task[..., None], sent: set[int]) -> BusError:
+    """Send until the server refuses; the acknowledged sends go into ``sent``."""
+    for n in range(FILL_LIMIT):
+        try:
+            await job.send(n, FILL_PAYLOAD)
+        except BusError as exc:
+            return exc
+        sent.add(n)
+    raise AssertionError(f"{FILL_LIMIT} sends of {len(FILL_PAYLOAD)} bytes and not full")
+
+
+async def test_send_to_a_full_server_raises_bus_full(full_server: EmbeddedServer) -> None:
+    engine = _gated_engine("full", asyncio.Event(), [])
+    async with await Client.connect(BusConfig.from_url(full_server.url, prefix="p")) as client:
+        client.bind(engine)
+        exc = await _fill(_job(engine), set())
+    assert isinstance(exc, BusFull), f"{type(exc).__name__}: {exc}"
+
+
+async def test_running_worker_keeps_draining_a_full_server(full_server: EmbeddedServer) -> None:
+    gate = asyncio.Event()
+    ran: list[int] = []
+    engine = _gated_engine("full", gate, ran)
+    job = _job(engine)
+    sent: set[int] = set()
+    raw = aioredis.Redis.from_url(full_server.url)
+    config = WorkerConfig(concurrency=5, prefetch=0, grace=5, **QUIET)
+    try:
+        async with await Client.connect(BusConfig.from_url(full_server.url, prefix="p")) as client:
+            client.bind(engine)
+            stream = client.broker.keys("full").stream(Priority.NORMAL)
+            async with running_worker(engine, client, config):
+                await _fill(job, sent)  # the worker holds 5, stuck at the gate
+                length = int(await raw.xlen(stream))
+                assert length == len(sent) > 100
+                gate.set()  # now it reads and acks on a server out of memory
+                await wait_for(lambda: set(ran) >= sent, 60)
+                await wait_for(lambda: _xlen_is(raw, stream, 0), 10)
+                assert len(ran) == len(sent), "nothing ran twice"
+                # the server has room again: sending works
+                await job.send(-1, "small")
+                await wait_for(lambda: -1 in ran, 10)
+    finally:
+        await raw.aclose()
+
+
+async def _xlen_is(raw: aioredis.Redis, stream: str, n: int) -> bool:
+    return int(await raw.xlen(stream)) == n
+
+
+async def test_worker_started_on_a_full_server_drains_it(full_server: EmbeddedServer) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    ran: list[int] = []
+    engine = _gated_engine("full", gate, ran)
+    job = _job(engine)
+    sent: set[int] = set()
+    raw = aioredis.Redis.from_url(full_server.url)
+    try:
+        async with await Client.connect(BusConfig.from_url(full_server.url, prefix="p")) as client:
+            client.bind(engine)
+            stream = client.broker.keys("full").stream(Priority.NORMAL)
+            await client.broker.ensure_groups("full")  # a worker ran here before
+            await _fill(job, sent)
+            full = int(await raw.xlen(stream))
+            assert full == len(sent) > 100
+            async with running_worker(engine, client, WorkerConfig(grace=5, **QUIET)):
+                await wait_for(lambda: _xlen_below(raw, stream, full), 10)
+                await wait_for(lambda: set(ran) >= sent, 60)
+                await wait_for(lambda: _xlen_is(raw, stream, 0), 10)
+    finally:
+        await raw.aclose()
+    assert len(ran) == len(sent)
+
+
+async def _xlen_below(raw: aioredis.Redis, stream: str, n: int) -> bool:
+    return int(await raw.xlen(stream)) < n
+
+
+@pytest.mark.parametrize(("policy", "warned"), [("allkeys-lru", True), ("noeviction", False)])
+async def test_worker_warns_unless_noeviction(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, policy: str, warned: bool
+) -> None:
+    server = EmbeddedServer(tmp_path / "valkey", extra_args=["--maxmemory-policy", policy])
+    server.start()
+    try:
+        engine = _gated_engine("evicting", asyncio.Event(), [])
+        async with await Client.connect(BusConfig.from_url(server.url, prefix="p")) as client:
+            with caplog.at_level(logging.WARNING, logger="nautilus_tasks"):
+                async with running_worker(engine, client, WorkerConfig(grace=5, **QUIET)):
+                    pass
+    finally:
+        server.stop()
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "maxmemory-policy" in r.getMessage()
+    ]
+    if warned:
+        [message] = warnings
+        assert repr(policy) in message and "noeviction" in message
+    else:
+        assert warnings == []
