@@ -19,12 +19,14 @@ from .errors import (
     MessageTooLarge,
     NautilusTasksError,
     NotBound,
+    RequestTimeout,
     Retry,
+    TaskFailed,
     UnknownTask,
 )
 from .message import Envelope, Kind
 from .priority import Priority
-from .task import SendOptions, Task
+from .task import MessageHandle, SendOptions, Task
 
 __all__ = [
     "BacklogFull",
@@ -42,13 +44,16 @@ __all__ = [
     "MalformedMessage",
     "MessageContext",
     "MessageError",
+    "MessageHandle",
     "MessageTooLarge",
     "NautilusTasksError",
     "NotBound",
     "Priority",
+    "RequestTimeout",
     "Retry",
     "SendOptions",
     "Task",
+    "TaskFailed",
     "UnknownTask",
     "WorkerConfig",
     "current_message",

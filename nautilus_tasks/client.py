@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -10,10 +11,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .config import BusConfig
-from .errors import BacklogFull
-from .message import Envelope, Kind, encode, new_id, now_ms, task_body
+from .errors import BacklogFull, RequestTimeout
+from .events import Publisher
+from .message import ENVELOPE_FIELD, Envelope, Kind, decode, encode, new_id, now_ms, task_body
 from .priority import Priority
-from .task import SendOptions, Task
+from .requests import ReplyReader, client_id, outcome
+from .task import MessageHandle, SendOptions, Task
 
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
@@ -34,6 +37,9 @@ class Client:
         self.broker = broker
         self.source = source
         self._bound: list[Engine] = []
+        self.client_id = client_id()
+        self.replies = ReplyReader(broker, self.client_id)
+        self.publisher = Publisher(broker, source)
 
     @classmethod
     async def connect(
@@ -69,6 +75,7 @@ class Client:
             if engine._client is self:
                 engine.bind(None)
         self._bound.clear()
+        await self.replies.close()
         await self.broker.close()
 
     def build(
@@ -92,6 +99,9 @@ class Client:
             ttl=None if ttl_s is None else max(1, int(ttl_s * 1000)),
             source=self.source,
             trace_id=options.trace_id,
+            eta=options.due_ms(),
+            callback_topic=options.callback_topic,
+            result_ttl=None if options.result_ttl is None else int(options.result_ttl * 1000),
         )
 
     async def send_task(
@@ -100,12 +110,58 @@ class Client:
         args: Sequence[Any],
         kwargs: dict[str, Any],
         options: SendOptions,
-    ) -> str:
-        """Enqueue one call of ``task``; returns the message id once Redis stored it."""
+    ) -> MessageHandle:
+        """Enqueue one call of ``task``; returns its handle (the message id) once stored."""
         priority = options.priority if options.priority is not None else task.options.priority
+        if options.result_ttl is None and task.options.result_ttl is not None:
+            options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
         await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
-        return envelope.id
+        return MessageHandle(envelope.id, self, task)
+
+    async def request(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        options: SendOptions,
+        timeout: float,
+    ) -> Any:
+        """Send and await the reply; the result is validated against the return type."""
+        priority = options.priority if options.priority is not None else task.options.priority
+        envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
+        envelope = envelope.model_copy(
+            update={"correlation_id": envelope.id, "reply_to": self.client_id}
+        )
+        future = self.replies.expect(envelope.id)
+        try:
+            await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
+        except BaseException:
+            self.replies.forget(envelope.id)
+            raise
+        body = await self.replies.wait(envelope.id, future, timeout)
+        return task.validator.result(outcome(task.qualified_name, body))
+
+    async def publish(
+        self, topic: str, payload: Any, priority: Priority | str = Priority.NORMAL
+    ) -> str:
+        """Publish an event: a durable copy in the inbox of every subscribed engine."""
+        event_id, _ = await self.publisher.publish(topic, payload, Priority.parse(priority))
+        return event_id
+
+    async def result(self, task: Task[Any, Any], message_id: str, timeout: float) -> Any:
+        """The stored outcome of a message sent with a result TTL (polled until ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            raw = await self.broker.get_result(task.engine.name, message_id)
+            if raw is not None:
+                body = decode({ENVELOPE_FIELD: raw}).body
+                return task.validator.result(outcome(task.qualified_name, body))
+            if time.monotonic() + pause > deadline:
+                raise RequestTimeout(f"no stored result for {message_id} within {timeout}s")
+            await asyncio.sleep(pause)  # results have no push channel: poll with backoff
+            pause = min(0.2, pause * 2)
 
     async def send_by_name(
         self,

@@ -70,6 +70,8 @@ class WorkerConfig(_Frozen):
     dead_max_age: float | None = Field(default=7 * 86400.0, gt=0)
     """Retention of the dead-letter stream, by count and by age (seconds)."""
     trim_interval: float = Field(default=60.0, gt=0)
+    registry_interval: float = Field(default=2.0, gt=0)
+    """How often the worker re-reads the event subscriptions (for callback topics)."""
     ack_interval: float = Field(default=0.001, ge=0)
     promote_interval: float = Field(default=0.1, gt=0)
     stats_interval: float = Field(default=1.0, gt=0)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, NotBound, UnknownTask
 from .task import Task, TaskOptions
+from .topics import check_pattern
 
 if TYPE_CHECKING:
     from .client import Client
@@ -40,6 +41,8 @@ class Engine:
         self.max_backlog = max_backlog
         """Refuse sends (BacklogFull) while a tier stream of this engine is this long."""
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.handlers: list[Task[Any, Any]] = []
+        """Event handlers, in declaration order (each is also in ``tasks``)."""
         self._client: Client | None = None
 
     def __repr__(self) -> str:
@@ -79,6 +82,31 @@ class Engine:
             return task
 
         return decorate if fn is None else decorate(fn)
+
+    def on(
+        self, pattern: str, *, name: str | None = None, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Handle events whose topic matches ``pattern`` (``*``: one segment, ``#``: any).
+
+        The handler's first parameter receives the payload, validated against its type
+        hint; a parameter named ``topic`` receives the event's topic. Options are those
+        of ``task`` (retries, timeout...). Each subscribing engine gets its own copy of
+        each event; the replicas of one engine share them.
+        """
+        check_pattern(pattern)
+
+        def decorate(func: Callable[P, R]) -> Task[P, R]:
+            handler: Task[P, R] = self.task(name=name or f"on:{func.__name__}", **options)(func)
+            handler.pattern = pattern
+            self.handlers.append(handler)
+            return handler
+
+        return decorate
+
+    @property
+    def patterns(self) -> list[str]:
+        """The topic patterns this engine subscribes to."""
+        return sorted({h.pattern for h in self.handlers if h.pattern is not None})
 
     def get_task(self, name: str) -> Task[Any, Any]:
         """The task called ``name``, or UnknownTask."""

@@ -11,6 +11,8 @@ Everything the framework raises derives from one root::
     │   ├── MessageTooLarge           an encoded message over ``max_message_bytes``
     │   └── InvalidArguments          arguments that do not match the handler's type hints
     ├── UnknownTask                   no task of that name in the engine
+    ├── TaskFailed                    a requested task failed remotely (type, message, traceback)
+    ├── RequestTimeout                no reply within the request's timeout
     ├── Retry                         raised by a handler to ask for another attempt
     └── BusError                      the bus (Redis) failed
         ├── BusUnavailable            the bus did not answer; the write may not have happened
@@ -62,6 +64,21 @@ class InvalidArguments(MessageError):
 
 class UnknownTask(NautilusTasksError):
     """No task of that name is declared in the engine."""
+
+
+class TaskFailed(NautilusTasksError):
+    """The remote handler of a request (or stored result) failed for good."""
+
+    def __init__(self, task: str, error_type: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"task {task} failed: {error_type}: {message}")
+        self.task = task
+        self.error_type = error_type
+        self.message = message
+        self.traceback = traceback
+
+
+class RequestTimeout(NautilusTasksError, TimeoutError):
+    """No reply (or stored result) arrived in time; a reply arriving later is dropped."""
 
 
 class Retry(NautilusTasksError):

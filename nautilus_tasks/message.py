@@ -60,6 +60,8 @@ class Envelope(BaseModel):
     source: str | None = None
     attempt: int = Field(default=0, ge=0)
     trace_id: str | None = None
+    eta: int | None = None
+    result_ttl: int | None = Field(default=None, gt=0)
 
     @property
     def tier(self) -> Priority:
@@ -70,7 +72,7 @@ class Envelope(BaseModel):
         """Epoch milliseconds after which the message must not start, if it has a TTL."""
         if self.ttl is None or self.enqueued_at is None:
             return None
-        return self.enqueued_at + self.ttl
+        return max(self.enqueued_at, self.eta or 0) + self.ttl
 
 
 def new_id() -> str:

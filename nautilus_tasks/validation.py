@@ -31,6 +31,7 @@ class ArgsValidator:
         except Exception as exc:  # a NameError in a forward reference, typically
             raise ConfigurationError(f"task {name!r}: cannot resolve type hints: {exc}") from exc
         fields: dict[str, Any] = {}
+        self.names = set(sig.parameters)
         self._positional: list[str] = []
         self._required: set[str] = set()
         for param in sig.parameters.values():
@@ -51,6 +52,18 @@ class ArgsValidator:
         typed.__pydantic_config__ = ConfigDict(extra="forbid")
         self._adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(typed)
         self.return_hint: Any = hints.get("return", Any)
+        self._result_adapter: TypeAdapter[Any] | None = None
+
+    def result(self, value: Any) -> Any:
+        """A reply's result validated against the return annotation (models rebuilt)."""
+        if self._result_adapter is None:
+            self._result_adapter = TypeAdapter(self.return_hint)
+        try:
+            return self._result_adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InvalidArguments(
+                self.name, f"result does not match the return type: {describe(exc)}"
+            ) from None
 
     def bind(self, args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Map positional arguments onto parameter names, without validating."""

@@ -1,4 +1,4 @@
-"""Acks batched every millisecond into one ownership-checked script call."""
+"""Acks batched every millisecond into one ownership-checked script call per kind."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 
-from ..broker.base import Broker
+from ..broker.base import Action, Broker, Finish
 from ..errors import BusError, BusUnavailable
 from ..metrics import WorkerStats
 from ..priority import Priority
@@ -19,10 +19,13 @@ MAX_BATCH = 1000
 
 
 class AckBatcher:
-    """Collects finished entry ids and acks them (XACK + XDEL) in batches.
+    """Collects finished entries and ends them in batches: plain acks (XACK + XDEL) in
+    one script call, entries with actions (reply, result, callback, dead letter) in
+    another, each action in the same script as its entry's ack.
 
-    A failed ack keeps its ids and is retried with backoff: the entries stay
-    pending meanwhile, so nothing is lost, and a message is never acked twice.
+    A failed call keeps its records and is retried with backoff: the entries stay
+    pending meanwhile, so nothing is lost. An entry another consumer owns is refused
+    whole (none of its actions happen) and counted as ``ownership_lost``.
     """
 
     def __init__(
@@ -33,8 +36,7 @@ class AckBatcher:
         self.consumer = consumer
         self.stats = stats
         self.interval = interval
-        self._pending: defaultdict[Priority, list[str]] = defaultdict(list)
-        self._size = 0
+        self._pending: list[Finish] = []
         self._in_flight = False
         self._settling: set[str] = set()
         self._tried: set[str] = set()
@@ -44,64 +46,63 @@ class AckBatcher:
         self.on_done: Callable[[list[str]], None] | None = None
         """Called with the ids of each batch once the server answered (acked or refused)."""
 
-    def settling(self, entry_id: str) -> bool:
-        """Whether this batcher holds ``entry_id`` for an ack not yet answered."""
-        return entry_id in self._settling
-
-    def add(self, tier: Priority, entry_id: str) -> None:
+    def add(self, tier: Priority, entry_id: str, *actions: Action) -> None:
+        """End an entry: its actions, then XACK + XDEL, if this consumer still owns it."""
         self._settling.add(entry_id)
-        self._pending[tier].append(entry_id)
-        self._size += 1
+        self._pending.append(Finish(tier, entry_id, actions))
         self._idle.clear()
         self._wake.set()
 
-    def _take(self) -> dict[Priority, list[str]]:
-        batch: dict[Priority, list[str]] = {}
-        room = MAX_BATCH
-        for tier in list(self._pending):
-            ids = self._pending[tier]
-            batch[tier], self._pending[tier] = ids[:room], ids[room:]
-            room -= len(batch[tier])
-            if not self._pending[tier]:
-                del self._pending[tier]
-        self._size -= sum(len(v) for v in batch.values())
-        return batch
-
-    def _restore(self, batch: dict[Priority, list[str]]) -> None:
-        for tier, ids in batch.items():
-            self._tried.update(ids)  # the failed call may have run: "gone" is then ours
-            self._pending[tier][:0] = ids
-            self._size += len(ids)
+    def settling(self, entry_id: str) -> bool:
+        """Whether this batcher holds ``entry_id`` for an ack not yet answered."""
+        return entry_id in self._settling
 
     async def run(self) -> None:
         """Flush forever; cancel to stop (call ``flush`` first)."""
         failures = 0
         while True:
             await self._wake.wait()
-            if self.interval and self._size < MAX_BATCH:
+            if self.interval and len(self._pending) < MAX_BATCH:
                 await asyncio.sleep(self.interval)
             self._wake.clear()
-            while self._size:
-                batch = self._take()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 self._in_flight = True
                 try:
                     await self._send(batch)
                     failures = 0
                 except (BusUnavailable, BusError) as exc:
-                    self._restore(batch)
+                    self._pending[:0] = batch
+                    self._tried.update(r.entry_id for r in batch)  # the call may have run
                     failures += 1
                     delay = random.uniform(0, min(5.0, 0.05 * 2**failures))
                     log.warning(
-                        "ack of %d entries failed (%s); retry in %.2fs", self._size, exc, delay
+                        "ack of %d entries failed (%s); retry in %.2fs", len(batch), exc, delay
                     )
                     await asyncio.sleep(delay)
                 finally:
                     self._in_flight = False
             self._idle.set()
 
-    async def _send(self, batch: dict[Priority, list[str]]) -> None:
-        taken, gone = await self.broker.ack(self.engine, self.consumer, batch)
-        done = [i for ids in batch.values() for i in ids]
+    async def _send(self, batch: list[Finish]) -> None:
+        plain: defaultdict[Priority, list[str]] = defaultdict(list)
+        with_actions = [r for r in batch if r.actions]
+        for record in batch:
+            if not record.actions:
+                plain[record.tier].append(record.entry_id)
+        taken: list[str] = []
+        gone: list[str] = []
+        for call in (
+            self.broker.ack(self.engine, self.consumer, plain) if plain else None,
+            self.broker.finish(self.engine, self.consumer, with_actions) if with_actions else None,
+        ):
+            if call is not None:
+                t, g = await call
+                taken += t
+                gone += g
+        self._settled([r.entry_id for r in batch], taken, gone)
+
+    def _settled(self, done: list[str], taken: list[str], gone: list[str]) -> None:
         self._settling.difference_update(done)
         if self.on_done is not None:
             self.on_done(done)
@@ -111,23 +112,23 @@ class AckBatcher:
         if ours:
             self.stats.counts["ack_gone"] += len(ours)
             log.debug("%d entries of %s were acked by an earlier try", len(ours), self.engine)
-        taken += [i for i in gone if i not in ours]  # settled by another consumer meanwhile
-        if taken:
-            self.stats.counts["ownership_lost"] += len(taken)
+        refused = taken + [i for i in gone if i not in ours]  # settled by another consumer
+        if refused:
+            self.stats.counts["ownership_lost"] += len(refused)
             log.warning(
-                "ack refused for %d entries of %s: another consumer owns them now (lease lost);"
-                " they will run again there: %s",
-                len(taken), self.engine, taken[:5],
+                "ack refused for %d entries of %s: another consumer owns or settled them (lease"
+                " lost); their replies, results and dead letters are not written here: %s",
+                len(refused), self.engine, refused[:5],
             )  # fmt: skip
 
     async def flush(self, limit: float) -> bool:
-        """Wait until every collected id is acked; False if that took over ``limit`` s."""
-        if not self._size and not self._in_flight:
+        """Wait until every collected entry is ended; False if that took over ``limit`` s."""
+        if not self._pending and not self._in_flight:
             return True
         self._wake.set()
         try:
             async with asyncio.timeout(limit):
-                while self._size or self._in_flight:
+                while self._pending or self._in_flight:
                     self._idle.clear()
                     await self._idle.wait()
         except TimeoutError:

@@ -1,4 +1,5 @@
-"""One message: decode, validate, call, then ack, retry or dead-letter."""
+"""One message: decode, validate, call, then end it: ack, retry or dead-letter, with its
+reply, stored result and callback written in the same script as the ack."""
 
 from __future__ import annotations
 
@@ -6,23 +7,23 @@ import asyncio
 import contextvars
 import functools
 import logging
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..broker.base import Broker, Delivery
+from ..broker.base import Broker, DeadLetter, Delivery
 from ..context import MessageContext, reset_current, set_current
 from ..engine import Engine
 from ..errors import BusError, InvalidArguments, MalformedMessage, Retry
+from ..events import Publisher
 from ..message import Envelope, Kind, decode, encode, now_ms
 from ..metrics import WorkerStats
 from ..task import Task
+from ..topics import matches
 from .acks import AckBatcher
+from .outcomes import failure, format_traceback, outcome_actions, success
 
 log = logging.getLogger("nautilus_tasks.worker")
-
-TRACEBACK_LIMIT = 4000
 
 
 class Executor:
@@ -37,6 +38,7 @@ class Executor:
         stats: WorkerStats,
         threads: ThreadPoolExecutor,
         done: Callable[[str], None],
+        publisher: Publisher | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -45,11 +47,12 @@ class Executor:
         self.stats = stats
         self.threads = threads
         self.done = done
-        """Called once an entry has left this consumer (retried or dead-lettered): its
-        lease ends and its place in the worker's capacity frees up."""
+        """Called once an entry has left this consumer by a retry: its lease ends and its
+        place in the worker's capacity frees up (acks report through the AckBatcher)."""
+        self.publisher = publisher
         self.in_threads: set[str] = set()
-        """Entries whose sync handler is still running in a thread (threads cannot be
-        cancelled): never handed back while it runs, so it cannot run twice at once."""
+        """Entries whose sync handler still runs in a thread (threads cannot be cancelled):
+        never handed back while it runs, so it cannot run twice at once."""
 
     async def process(self, delivery: Delivery) -> None:
         """Handle one delivery completely. Never raises except on cancellation."""
@@ -59,8 +62,11 @@ class Executor:
             log.error("malformed entry %s in %s: %s", delivery.entry_id, self.engine.name, exc)
             await self.dead_letter(delivery, "malformed", exc)
             return
+        if envelope.kind is Kind.EVENT:
+            await self._event(delivery, envelope)
+            return
         if envelope.kind is not Kind.TASK:
-            wrong = MalformedMessage(f"a {envelope.kind.value} message in a task inbox")
+            wrong = MalformedMessage(f"a {envelope.kind.value} message in an engine inbox")
             await self.dead_letter(delivery, "malformed", wrong, envelope)
             return
         task = self.engine.tasks.get(envelope.name)
@@ -74,7 +80,40 @@ class Executor:
         if self._expired(envelope):
             await self._expire(task, delivery, envelope)
             return
-        await self._run(task, delivery, envelope)
+        body = {} if envelope.body is None else envelope.body
+        try:
+            if not isinstance(body, dict):
+                raise InvalidArguments(task.qualified_name, "body must be a JSON object")
+            kwargs = task.validator.validate(body.get("args", []), body.get("kwargs", {}))
+        except InvalidArguments as exc:
+            log.error("message %s rejected: %s", envelope.id, exc)
+            await self.dead_letter(delivery, "invalid", exc, envelope)
+            return
+        await self._run([(task, kwargs)], delivery, envelope)
+
+    async def _event(self, delivery: Delivery, envelope: Envelope) -> None:
+        """Run every handler of this engine whose pattern matches the event's topic."""
+        handlers = [
+            h for h in self.engine.handlers if h.pattern and matches(h.pattern, envelope.name)
+        ]
+        if not handlers:  # the subscription changed after the publish
+            log.debug("event %s on %r: no handler here any more", envelope.id, envelope.name)
+            self.stats.counts["event_unhandled"] += 1
+            self.acks.add(delivery.tier, delivery.entry_id)
+            return
+        if self._expired(envelope):
+            await self._expire(handlers[0], delivery, envelope)
+            return
+        calls = []
+        for handler in handlers:
+            extra = {"topic": envelope.name} if "topic" in handler.validator.names else {}
+            try:
+                calls.append((handler, handler.validator.validate([envelope.body], extra)))
+            except InvalidArguments as exc:
+                log.error("event %s rejected: %s", envelope.id, exc)
+                await self.dead_letter(delivery, "invalid", exc, envelope)
+                return
+        await self._run(calls, delivery, envelope)
 
     @staticmethod
     def _expired(envelope: Envelope) -> bool:
@@ -89,22 +128,21 @@ class Executor:
         else:
             await self.dead_letter(delivery, "expired", None, envelope)
 
-    async def _run(self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope) -> None:
-        body = {} if envelope.body is None else envelope.body
-        try:
-            if not isinstance(body, dict):
-                raise InvalidArguments(task.qualified_name, "body must be a JSON object")
-            kwargs = task.validator.validate(body.get("args", []), body.get("kwargs", {}))
-        except InvalidArguments as exc:
-            log.error("message %s rejected: %s", envelope.id, exc)
-            await self.dead_letter(delivery, "invalid", exc, envelope)
-            return
+    async def _run(
+        self,
+        calls: list[tuple[Task[Any, Any], dict[str, Any]]],
+        delivery: Delivery,
+        envelope: Envelope,
+    ) -> None:
         context = MessageContext(
             envelope, self.engine.name, delivery.entry_id, delivery.tier, delivery.deliveries
         )
         token = set_current(context)
+        task = calls[0][0]
         try:
-            await self._call(task, kwargs, delivery.entry_id)
+            for task, kwargs in calls:
+                result = await self._call(task, kwargs, delivery.entry_id)
+            body = success(result)
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -113,7 +151,8 @@ class Executor:
             return
         finally:
             reset_current(token)
-        self.acks.add(delivery.tier, delivery.entry_id)
+        actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
+        self.acks.add(delivery.tier, delivery.entry_id, *actions)
         self.stats.counts["succeeded"] += 1
         if envelope.enqueued_at is not None:
             self.stats.latency.observe(max(0, now_ms() - envelope.enqueued_at))
@@ -183,12 +222,13 @@ class Executor:
         exc: BaseException | None,
         envelope: Envelope | None = None,
     ) -> None:
-        """Move a delivery to the engine's dead-letter stream with why, in one script."""
+        """Dead-letter with why; a requester gets the failure as its reply, a callback
+        topic gets it as an event: all in the script that acks the entry."""
         meta = {
             "reason": reason,
             "error_type": "" if exc is None else type(exc).__name__,
             "error": "" if exc is None else str(exc)[:2000],
-            "traceback": _traceback(exc),
+            "traceback": format_traceback(exc),
             "attempts": str(1 if envelope is None else envelope.attempt + 1),
             "dead_at": str(now_ms()),
             "origin": delivery.tier.label,
@@ -197,25 +237,11 @@ class Executor:
             "message_id": "" if envelope is None else envelope.id,
             "task": "" if envelope is None else envelope.name,
         }
-        try:
-            moved = await self.broker.dead_letter(self.engine.name, self.consumer, delivery, meta)
-        except BusError as exc2:
-            # Still pending here: reclaimed after the lease, it is handled again.
-            log.error("could not dead-letter %s (%s): %s", delivery.entry_id, reason, exc2)
-            return
-        finally:
-            self.done(delivery.entry_id)
-        if moved:
-            self.stats.counts[f"dead_{reason}"] += 1
-        else:
-            self.stats.counts["ownership_lost"] += 1
-            log.warning(
-                "dead-letter of %s refused: another consumer owns it now", delivery.entry_id
+        actions = []
+        if envelope is not None:
+            failed = exc if exc is not None else TimeoutError(f"message {reason} before it ran")
+            actions = await outcome_actions(
+                self.engine.name, envelope, failure(failed), self.publisher
             )
-
-
-def _traceback(exc: BaseException | None) -> str:
-    if exc is None or exc.__traceback__ is None:
-        return ""
-    text = "".join(traceback.format_exception(exc))
-    return text[-TRACEBACK_LIMIT:]
+        self.stats.counts[f"dead_{reason}"] += 1
+        self.acks.add(delivery.tier, delivery.entry_id, DeadLetter(meta), *actions)

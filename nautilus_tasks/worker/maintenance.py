@@ -11,6 +11,7 @@ import orjson
 from ..broker.base import Broker
 from ..config import WorkerConfig
 from ..errors import BusError
+from ..events import Publisher
 from ..message import now_ms
 from ..metrics import WorkerStats
 
@@ -86,3 +87,13 @@ async def check_server(broker: Broker) -> str:
             broker.url,
         )
     return version
+
+
+async def registry_loop(publisher: Publisher, interval: float) -> None:
+    """Keep the subscription registry used for callback topics fresh."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await publisher.refresh()
+        except BusError as exc:
+            log.warning("refreshing the subscription registry failed: %s", exc)

@@ -18,12 +18,20 @@ from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
 from ..errors import BusError, ConfigurationError
+from ..events import Publisher
 from ..metrics import WorkerStats
 from .acks import AckBatcher
 from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
-from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
+from .maintenance import (
+    check_server,
+    promote_loop,
+    registry_loop,
+    report_loop,
+    report_once,
+    trim_loop,
+)
 from .tasks import cancel_all
 
 if TYPE_CHECKING:
@@ -63,6 +71,7 @@ class Worker:
             broker, name, self.consumer, self.stats,
             lease=cfg.lease, max_deliveries=cfg.max_deliveries,
         )  # fmt: skip
+        self.publisher = Publisher(broker, name)
         self.fetcher.on_hold = self.leases.hold
         self.acks.on_done = self._acked
         self.leases.settling = self.acks.settling
@@ -114,11 +123,15 @@ class Worker:
             promote_loop(broker, name, cfg.promote_interval),
             report_loop(broker, name, self.consumer, self.stats, cfg.stats_interval),
             trim_loop(broker, name, self.stats, cfg),
+            registry_loop(self.publisher, cfg.registry_interval),
         ]
 
     async def run(self) -> None:
         """Serve until ``stop()``, then drain. Returns when everything is handed back."""
         await self.broker.ensure_groups(self.engine.name, self.consumer)
+        if self.engine.patterns:
+            await self.broker.register_subscriptions(self.engine.name, self.engine.patterns)
+            log.info("engine %r subscribes to %s", self.engine.name, self.engine.patterns)
         version = await check_server(self.broker)
         log.info(
             "worker %s of engine %r: %s at %s, streams %s:{%s}:q:critical|high|normal|low,"
@@ -129,8 +142,9 @@ class Worker:
         )  # fmt: skip
         threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
         executor = Executor(
-            self.engine, self.broker, self.consumer, self.acks, self.stats, threads, self._finished
-        )
+            self.engine, self.broker, self.consumer, self.acks, self.stats, threads,
+            self._finished, self.publisher,
+        )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as group:
                 fetch = group.create_task(self.fetcher.run())

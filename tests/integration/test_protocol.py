@@ -209,7 +209,7 @@ async def test_rejected_messages_are_dead_lettered_with_their_reason(
         '{"id":"d-3","name":"ping"}': "malformed",  # no "v"
         '{"v":1,"name":"ping"}': "malformed",  # no "id"
         '{"v":1,"id":"d-5","name":"ping","priority":"urgent"}': "malformed",
-        '{"v":1,"id":"d-6","name":"ping","kind":"event"}': "malformed",
+        '{"v":1,"id":"d-6","name":"ping","kind":"reply"}': "malformed",
         '{"v":1,"id":"d-7","name":"no_such_task"}': "unknown_task",
         '{"v":1,"id":"d-8","name":"check_trade","body":{"args":[{"symbol":"AAPL"}],'
         '"kwargs":{"limit":5000.0}}}': "invalid",

@@ -309,12 +309,15 @@ class RedisBroker(AdminMixin):
             )
         return _str(entry_id)
 
-    async def finish(self, engine: str, consumer: str, records: Sequence[Finish]) -> list[str]:
-        """Run each record's actions and ack it, atomically, if still owned; returns refused ids."""
-        everything = [r.entry_id for r in records]
+    async def finish(
+        self, engine: str, consumer: str, records: Sequence[Finish]
+    ) -> tuple[list[str], list[str]]:
+        """Run each record's actions and ack it, atomically, if still owned. Returns
+        (taken, gone) as ``ack`` does; a refused record's actions do not happen."""
+        everything: list[str] = [r.entry_id for r in records]
         keys = self.keys(engine)
         call = lambda: messaging.finish(self._scripts, keys, self.keys, consumer, records)  # noqa: E731
-        return await self._guard(f"finish in {engine}", engine, consumer, call, everything)
+        return await self._guard(f"finish in {engine}", engine, consumer, call, ([], everything))
 
     async def register_subscriptions(self, engine: str, patterns: Sequence[str]) -> int:
         async with mapped_errors(f"register subscriptions of {engine}"):

@@ -59,7 +59,7 @@ class FinishArgs:
 
 async def finish(
     scripts: Scripts, keys: Keys, keys_of: Any, consumer: str, records: Sequence[Finish]
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Run the records' actions and ack them, in one script call."""
     built = FinishArgs(keys, keys_of, keys.prefix, keys.group, consumer)
     for record in records:

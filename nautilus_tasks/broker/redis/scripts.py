@@ -152,8 +152,9 @@ class Scripts:
 
     async def finish(
         self, streams: Sequence[str], targets: Sequence[str], args: Sequence[Any]
-    ) -> list[str]:
-        return [_text(i) for i in await self._run("finish", [*streams, *targets], args)]
+    ) -> tuple[list[str], list[str]]:
+        taken, gone = await self._run("finish", [*streams, *targets], args)
+        return [_text(i) for i in taken], [_text(i) for i in gone]
 
     async def register(
         self, registry: str, version: str, engine: str, patterns: Sequence[str]

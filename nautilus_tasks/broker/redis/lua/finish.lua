@@ -11,8 +11,8 @@
 --               d  dead letter: XADD key * with the JSON object <payload> as fields, the
 --                  entry's delivery count as 'deliveries', and its fields as orig:<field>
 -- Not flagged allow-oom: under OOM the whole call is refused and every entry stays pending.
--- Returns the refused entry ids.
-local refused = {}
+-- Returns {taken, gone}: refused entry ids another consumer owns, and ids no longer pending.
+local taken, gone = {}, {}
 local pos = 3
 local function dead(key, payload, stream, id, deliveries)
   local fields = {}
@@ -35,8 +35,8 @@ end
 while pos <= #ARGV do
   local stream, id, n = KEYS[tonumber(ARGV[pos])], ARGV[pos + 1], tonumber(ARGV[pos + 2])
   pos = pos + 3
-  local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1, ARGV[2])
-  if #p == 1 then
+  local p = redis.call('XPENDING', stream, ARGV[1], id, id, 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
     for _ = 1, n do
       local op, key, payload = ARGV[pos], KEYS[tonumber(ARGV[pos + 1])], ARGV[pos + 2]
       local ttl = tonumber(ARGV[pos + 3])
@@ -56,7 +56,7 @@ while pos <= #ARGV do
     redis.call('XDEL', stream, id)
   else
     pos = pos + 4 * n
-    refused[#refused + 1] = id
+    if #p == 0 then gone[#gone + 1] = id else taken[#taken + 1] = id end
   end
 end
-return refused
+return {taken, gone}
