@@ -24,7 +24,7 @@ from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
 from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
-from .tasks import cancel_all
+from ..aio import cancel_all
 
 if TYPE_CHECKING:
     from ..client import Client
