@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..aio import cancel_all
 from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
@@ -24,7 +25,6 @@ from .consumer import Fetcher, LocalQueue
 from .executor import Executor
 from .leases import Leases
 from .maintenance import check_server, promote_loop, report_loop, report_once, trim_loop
-from ..aio import cancel_all
 
 if TYPE_CHECKING:
     from ..client import Client
