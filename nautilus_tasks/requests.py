@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import time
 from typing import Any
 
+from .aio import cancel_all
 from .broker.base import Broker
 from .errors import BusError, MalformedMessage, RequestTimeout, TaskFailed
 from .message import Kind, decode
@@ -40,6 +40,7 @@ class ReplyReader:
         self._futures: dict[str, asyncio.Future[Any]] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_touch = 0.0
+        self._closing = False
 
     def expect(self, correlation_id: str) -> asyncio.Future[Any]:
         """A future for the reply to ``correlation_id``; starts the reader if needed."""
@@ -63,10 +64,9 @@ class ReplyReader:
             self.forget(correlation_id)
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
         for future in self._futures.values():
             if not future.done():
                 future.cancel()
@@ -74,7 +74,7 @@ class ReplyReader:
 
     async def _run(self) -> None:
         after, failures = "0-0", 0  # our own stream: anything in it is ours
-        while True:
+        while not self._closing:  # a flag too: redis-py can swallow a cancellation
             try:
                 got = await self.broker.read_replies(self.client_id, after, self.block_ms)
                 if got:

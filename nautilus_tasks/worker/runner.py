@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..aio import cancel_all
 from ..broker.base import Broker
 from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
@@ -32,7 +33,6 @@ from .maintenance import (
     report_once,
     trim_loop,
 )
-from .tasks import cancel_all
 
 if TYPE_CHECKING:
     from ..client import Client

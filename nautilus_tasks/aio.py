@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-log = logging.getLogger("nautilus_tasks.worker")
+log = logging.getLogger("nautilus_tasks")
 
 
 async def cancel_all(tasks: Iterable[asyncio.Task[Any]], patience: float = 0.05) -> None:
