@@ -1,0 +1,86 @@
+"""The local fallback of requests, and replies refused to a consumer that lost its entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from nautilus_tasks import BusConfig, BusUnavailable, Client, Engine, Priority, current_message
+from nautilus_tasks.broker.base import Finish, Reply
+from nautilus_tasks.embedded import EmbeddedServer
+from nautilus_tasks.message import now_ms
+from tests.helpers import running_worker
+
+pytestmark = pytest.mark.integration
+
+
+def pricing() -> tuple[Engine, list[str]]:
+    engine = Engine("pricing")
+    where: list[str] = []
+
+    @engine.task
+    async def price(qty: float, px: float) -> float:
+        where.append("worker" if current_message() is not None else "local")
+        return qty * px
+
+    return engine, where
+
+
+async def test_fallback_runs_locally_when_no_worker_answers(client: Client) -> None:
+    engine, where = pricing()
+    price = engine.tasks["price"]
+    client.bind(engine)
+    assert await price.request(2, 3.5, timeout=0.2, fallback="local") == 7.0
+    assert where == ["local"] and price.fallbacks == 1
+
+
+async def test_fallback_is_not_used_when_the_bus_and_a_worker_answer(client: Client) -> None:
+    engine, where = pricing()
+    price = engine.tasks["price"]
+    client.bind(engine)
+    async with running_worker(engine, client):
+        assert await price.request(2, 3.5, timeout=10, fallback="local") == 7.0
+    assert where == ["worker"] and price.fallbacks == 0
+
+
+async def test_fallback_runs_locally_when_the_bus_is_down(tmp_path: Path) -> None:
+    engine, where = pricing()
+    price = engine.tasks["price"]
+    server = EmbeddedServer(tmp_path)
+    server.start()
+    client = await Client.connect(BusConfig.from_url(server.url, prefix="fb"))
+    client.bind(engine)
+    server.stop()  # the bus goes away
+    try:
+        with pytest.raises(BusUnavailable):
+            await price.request(1, 1.0, timeout=5)
+        assert await price.request(2, 3.5, timeout=5, fallback="local") == 7.0
+    finally:
+        await client.close()
+    assert where == ["local"]
+
+
+async def test_a_consumer_that_lost_its_entry_cannot_reply(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    engine, _ = pricing()
+    client.bind(engine)
+    broker = client.broker
+    await broker.ensure_groups("pricing", "zombie")
+    await engine.tasks["price"].send(1, 1.0)
+    [held] = await broker.read("pricing", "zombie", 1, (0, 0, 0), block_ms=0)
+    # the rescuer takes the entry over (the zombie was paused past its lease)
+    step = await broker.reclaim(
+        "pricing", "rescuer", Priority.NORMAL, cursor="0-0", count=10, min_idle_ms=0,
+        max_deliveries=5, now_ms=now_ms(),
+    )  # fmt: skip
+    assert [d.entry_id for d in step.deliveries] == [held.entry_id]
+    reply = Reply("requester-1", b'{"v":1,"id":"r","kind":"reply","name":"price"}', 60_000)
+    record = Finish(Priority.NORMAL, held.entry_id, (reply,))
+    assert await broker.finish("pricing", "zombie", [record]) == ([held.entry_id], [])
+    assert await raw.exists(f"{prefix}:reply:requester-1") == 0  # the zombie wrote nothing
+    assert await broker.finish("pricing", "rescuer", [record]) == ([], [])
+    assert await raw.xlen(f"{prefix}:reply:requester-1") == 1  # the owner's reply
+    assert 0 < await raw.pttl(f"{prefix}:reply:requester-1") <= 60_000
