@@ -8,7 +8,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 
-from ..broker.base import Action, Broker, Finish
+from ..broker.base import Action, Broker, DeadLetter, Finish
 from ..errors import BusError, BusUnavailable
 from ..metrics import WorkerStats
 from ..priority import Priority
@@ -100,9 +100,10 @@ class AckBatcher:
                 t, g = await call
                 taken += t
                 gone += g
-        self._settled([r.entry_id for r in batch], taken, gone)
+        self._settled(batch, taken, gone)
 
-    def _settled(self, done: list[str], taken: list[str], gone: list[str]) -> None:
+    def _settled(self, batch: list[Finish], taken: list[str], gone: list[str]) -> None:
+        done = [r.entry_id for r in batch]
         self._settling.difference_update(done)
         if self.on_done is not None:
             self.on_done(done)
@@ -113,6 +114,11 @@ class AckBatcher:
             self.stats.counts["ack_gone"] += len(ours)
             log.debug("%d entries of %s were acked by an earlier try", len(ours), self.engine)
         refused = taken + [i for i in gone if i not in ours]  # settled by another consumer
+        for record in batch:
+            if record.entry_id not in refused:
+                for action in record.actions:
+                    if isinstance(action, DeadLetter):
+                        self.stats.counts[f"dead_{action.meta['reason']}"] += 1
         if refused:
             self.stats.counts["ownership_lost"] += len(refused)
             log.warning(

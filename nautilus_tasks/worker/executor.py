@@ -243,5 +243,4 @@ class Executor:
             actions = await outcome_actions(
                 self.engine.name, envelope, failure(failed), self.publisher
             )
-        self.stats.counts[f"dead_{reason}"] += 1
         self.acks.add(delivery.tier, delivery.entry_id, DeadLetter(meta), *actions)

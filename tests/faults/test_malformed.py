@@ -45,7 +45,7 @@ VARIANTS: list[tuple[str, Fields, bytes]] = [
     ("no format version", {"envelope": '{"id":"a","name":"record",' + ARGS + "}"}, b"malformed"),
     ("deep nesting", {"envelope": '{"v":1,"id":"a","name":"record","body":' + DEEP + "}"},
      b"malformed"),
-    ("an event in a task inbox", {"envelope": '{"v":1,"id":"a","kind":"event","name":"t.x"}'},
+    ("a reply in an engine inbox", {"envelope": '{"v":1,"id":"a","kind":"reply","name":"t.x"}'},
      b"malformed"),
     ("unknown task name", {"envelope": '{"v":1,"id":"a","name":"no_such_task",' + ARGS + "}"},
      b"unknown_task"),

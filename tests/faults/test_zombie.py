@@ -54,7 +54,7 @@ VARIANTS = {
     ),
     "retry": Variant(hold, True, r"retry of \S+ refused: another consumer", "failed"),
     "dead-letter": Variant(
-        hold_once, True, r"dead-letter of \S+ refused: another consumer", "failed"
+        hold_once, True, r"ack refused for 1 entries of slow: another consumer", "failed"
     ),
 }
 
