@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .buffer import BufferConfig, SendBuffer
 from .config import BusConfig
-from .errors import BacklogFull, RequestTimeout
+from .errors import BacklogFull, ConfigurationError, RequestTimeout
 from .events import Publisher
 from .message import ENVELOPE_FIELD, Envelope, Kind, decode, encode, new_id, now_ms, task_body
 from .priority import Priority
@@ -33,9 +34,16 @@ class Client:
         await validate_trade.send(trade)
     """
 
-    def __init__(self, broker: RedisBroker, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: RedisBroker,
+        *,
+        source: str | None = None,
+        buffering: BufferConfig | None = None,
+    ) -> None:
         self.broker = broker
         self.source = source
+        self.buffer = SendBuffer(broker, buffering)
         self._bound: list[Engine] = []
         self.client_id = client_id()
         self.replies = ReplyReader(broker, self.client_id)
@@ -43,13 +51,25 @@ class Client:
 
     @classmethod
     async def connect(
-        cls, bus: BusConfig | str | None = None, *, source: str | None = None
+        cls,
+        bus: BusConfig | str | None = None,
+        *,
+        source: str | None = None,
+        buffering: BufferConfig | None = None,
     ) -> Client:
-        """Connect to ``bus``: a BusConfig, a URL, or None for NT_REDIS_URL / embedded."""
+        """Connect to ``bus``: a BusConfig, a URL, or None for NT_REDIS_URL / embedded.
+
+        ``buffering`` sets the per-tier flush intervals of sends (``BufferConfig``);
+        ``BufferConfig(enabled=False)`` sends each message in its own round trip.
+        """
         from .broker.redis import RedisBroker
 
         config = bus if isinstance(bus, BusConfig) else BusConfig.from_env(bus)
-        return cls(await RedisBroker.connect(config), source=source)
+        return cls(await RedisBroker.connect(config), source=source, buffering=buffering)
+
+    async def flush(self) -> None:
+        """Store every buffered message now; raises the first failure of a send_nowait."""
+        await self.buffer.flush()
 
     async def __aenter__(self) -> Client:
         return self
@@ -75,7 +95,10 @@ class Client:
             if engine._client is self:
                 engine.bind(None)
         self._bound.clear()
-        await self.replies.close()
+        try:
+            await self.buffer.flush()
+        finally:
+            await self.replies.close()
         await self.broker.close()
 
     def build(
@@ -117,6 +140,17 @@ class Client:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
         await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
+        return MessageHandle(envelope.id, self, task)
+
+    def send_task_nowait(
+        self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> MessageHandle:
+        """Buffer one call of ``task`` and return at once; ``flush()`` reports failures."""
+        if task.engine.max_backlog is not None:
+            raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
+        envelope = self.build(task.name, args, kwargs, task.options.priority, SendOptions())
+        payload = encode(envelope, self.broker.config.max_message_bytes)
+        self.buffer.put_nowait(task.engine.name, envelope.tier, payload)
         return MessageHandle(envelope.id, self, task)
 
     async def request(
@@ -193,7 +227,9 @@ class Client:
         payload = encode(envelope, self.broker.config.max_message_bytes)
         eta_ms = options.eta_ms()
         if options.countdown is None and eta_ms is None:
-            if max_backlog is None:
+            if max_backlog is None and self.buffer.config.enabled:
+                await self.buffer.put(engine, envelope.tier, payload)
+            elif max_backlog is None:
                 await self.broker.enqueue(engine, envelope.tier, payload)
             else:
                 await self._enqueue_bounded(engine, envelope, payload, max_backlog, options)

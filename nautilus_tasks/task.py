@@ -148,6 +148,11 @@ class Task(Generic[P, R]):
         once the message is stored in Redis."""
         return await self.engine.client.send_task(self, args, kwargs, SendOptions())
 
+    def send_nowait(self, *args: P.args, **kwargs: P.kwargs) -> MessageHandle:
+        """Buffer the message and return at once; ``await client.flush()`` stores it for
+        sure and raises if a buffered send failed."""
+        return self.engine.client.send_task_nowait(self, args, kwargs)
+
     async def request(
         self,
         *args: Any,

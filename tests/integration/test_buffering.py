@@ -1,0 +1,88 @@
+"""Buffered sending: per-tier batches, one round trip each, failures raised to every caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from nautilus_tasks import BusConfig, BusUnavailable, Client, Engine, Priority
+from nautilus_tasks.buffer import BufferConfig
+from nautilus_tasks.embedded import EmbeddedServer
+
+pytestmark = pytest.mark.integration
+
+
+def engine() -> Engine:
+    e = Engine("buf")
+
+    @e.task
+    def job(n: int) -> None: ...
+
+    return e
+
+
+def spy(client: Client) -> list[int]:
+    """Record the size of every pipelined XADD call the buffer makes."""
+    calls: list[int] = []
+    real = client.broker.enqueue_many
+
+    async def counting(items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
+        calls.append(len(items))
+        return await real(items)
+
+    client.broker.enqueue_many = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def test_concurrent_sends_of_a_tier_share_one_round_trip(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    e = engine()
+    job = e.tasks["job"]
+    client.bind(e)
+    calls = spy(client)
+    ids = await asyncio.gather(*(job.send(n) for n in range(200)))
+    assert len(set(ids)) == 200
+    assert await raw.xlen(client.broker.keys("buf").stream(Priority.NORMAL)) == 200
+    assert sum(calls) == 200 and len(calls) <= 2, calls  # batched, not 200 round trips
+    calls.clear()
+    await job.send_with(priority="critical")(1)  # critical flushes at once, alone
+    assert calls == [1]
+
+
+async def test_send_nowait_then_flush_stores_everything(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    e = engine()
+    job = e.tasks["job"]
+    client.bind(e)
+    handles = [job.send_nowait(n) for n in range(300)]
+    await client.flush()
+    assert len(set(handles)) == 300
+    assert await raw.xlen(client.broker.keys("buf").stream(Priority.NORMAL)) == 300
+
+
+async def test_a_failed_flush_raises_in_every_awaiting_caller(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path)
+    server.start()
+    config = BufferConfig(intervals={p: 0.2 for p in Priority})  # time to stop the server
+    client = await Client.connect(BusConfig.from_url(server.url, prefix="b"), buffering=config)
+    e = engine()
+    job = e.tasks["job"]
+    client.bind(e)
+    try:
+        sends = [asyncio.create_task(job.send(n)) for n in range(50)]
+        nowait = job.send_nowait(99)
+        await asyncio.to_thread(server.stop)  # the flush will find the server gone
+        results: list[Any] = await asyncio.gather(*sends, return_exceptions=True)
+        assert all(isinstance(r, BusUnavailable) for r in results), results
+        with pytest.raises(BusUnavailable):
+            await client.flush()  # the send_nowait failure is reported here
+        assert isinstance(nowait, str)
+    finally:
+        await client.broker.close()
