@@ -6,11 +6,12 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .buffer import BufferConfig, SendBuffer
+from .buffer import BufferConfig
+from .buses import DEFAULT, Buses, BusLink
 from .config import BusConfig
 from .errors import BacklogFull, ConfigurationError, RequestTimeout
 from .events import Publisher
@@ -36,40 +37,88 @@ class Client:
 
     def __init__(
         self,
-        broker: RedisBroker,
+        links: Mapping[str, BusLink],
         *,
         source: str | None = None,
-        buffering: BufferConfig | None = None,
+        buses: Buses | None = None,
     ) -> None:
-        self.broker = broker
+        if DEFAULT not in links:
+            raise ConfigurationError("a client needs a 'default' bus")
+        self.links = dict(links)
+        self.buses = buses
         self.source = source
-        self.buffer = SendBuffer(broker, buffering)
+        self.client_id = next(iter(links.values())).replies.client_id
         self._bound: list[Engine] = []
-        self.client_id = client_id()
-        self.replies = ReplyReader(broker, self.client_id)
-        self.publisher = Publisher(broker, source)
+
+    @property
+    def default(self) -> BusLink:
+        return self.links[DEFAULT]
+
+    @property
+    def broker(self) -> RedisBroker:
+        """The default bus's broker."""
+        return self.default.broker
+
+    @property
+    def replies(self) -> ReplyReader:
+        return self.default.replies
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.default.publisher
+
+    def link_of(self, engine: Engine) -> BusLink:
+        """The bus holding ``engine``'s task inbox."""
+        try:
+            return self.links[engine.bus]
+        except KeyError:
+            raise ConfigurationError(
+                f"engine {engine.name!r} lives on bus {engine.bus!r}, which this client"
+                f" does not connect to ({sorted(self.links)})"
+            ) from None
+
+    def link_for_topic(self, topic: str) -> BusLink:
+        """The bus an event topic routes to."""
+        return self.links[self.buses.for_topic(topic) if self.buses else DEFAULT]
 
     @classmethod
     async def connect(
         cls,
-        bus: BusConfig | str | None = None,
+        bus: Buses | BusConfig | str | None = None,
         *,
         source: str | None = None,
         buffering: BufferConfig | None = None,
     ) -> Client:
-        """Connect to ``bus``: a BusConfig, a URL, or None for NT_REDIS_URL / embedded.
+        """Connect to ``bus``: ``Buses`` (several, with routes), a BusConfig, a URL, or
+        None for NT_REDIS_URL / the embedded server.
 
         ``buffering`` sets the per-tier flush intervals of sends (``BufferConfig``);
         ``BufferConfig(enabled=False)`` sends each message in its own round trip.
         """
         from .broker.redis import RedisBroker
 
-        config = bus if isinstance(bus, BusConfig) else BusConfig.from_env(bus)
-        return cls(await RedisBroker.connect(config), source=source, buffering=buffering)
+        if isinstance(bus, Buses):
+            buses: Buses | None = bus
+            configs = dict(bus.configs)
+        else:
+            buses = None
+            configs = {DEFAULT: bus if isinstance(bus, BusConfig) else BusConfig.from_env(bus)}
+        ident = client_id()
+        links: dict[str, BusLink] = {}
+        try:
+            for name, config in configs.items():
+                broker = await RedisBroker.connect(config)
+                links[name] = BusLink(name, broker, ident, source, buffering)
+        except BaseException:
+            for link in links.values():
+                await link.broker.close()
+            raise
+        return cls(links, source=source, buses=buses)
 
     async def flush(self) -> None:
         """Store every buffered message now; raises the first failure of a send_nowait."""
-        await self.buffer.flush()
+        for link in self.links.values():
+            await link.buffer.flush()
 
     async def __aenter__(self) -> Client:
         return self
@@ -95,11 +144,14 @@ class Client:
             if engine._client is self:
                 engine.bind(None)
         self._bound.clear()
-        try:
-            await self.buffer.flush()
-        finally:
-            await self.replies.close()
-        await self.broker.close()
+        errors = []
+        for link in self.links.values():
+            try:
+                await link.close()
+            except Exception as exc:  # close every bus; report the first failure after
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def build(
         self,
@@ -139,7 +191,8 @@ class Client:
         if options.result_ttl is None and task.options.result_ttl is not None:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-        await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
+        link = self.link_of(task.engine)
+        await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
         return MessageHandle(envelope.id, self, task)
 
     def send_task_nowait(
@@ -149,8 +202,9 @@ class Client:
         if task.engine.max_backlog is not None:
             raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
         envelope = self.build(task.name, args, kwargs, task.options.priority, SendOptions())
-        payload = encode(envelope, self.broker.config.max_message_bytes)
-        self.buffer.put_nowait(task.engine.name, envelope.tier, payload)
+        link = self.link_of(task.engine)
+        payload = encode(envelope, link.broker.config.max_message_bytes)
+        link.buffer.put_nowait(task.engine.name, envelope.tier, payload)
         return MessageHandle(envelope.id, self, task)
 
     async def request(
@@ -167,20 +221,22 @@ class Client:
         envelope = envelope.model_copy(
             update={"correlation_id": envelope.id, "reply_to": self.client_id}
         )
-        future = self.replies.expect(envelope.id)
+        link = self.link_of(task.engine)
+        future = link.replies.expect(envelope.id)
         try:
-            await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog)
+            await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
         except BaseException:
-            self.replies.forget(envelope.id)
+            link.replies.forget(envelope.id)
             raise
-        body = await self.replies.wait(envelope.id, future, timeout)
+        body = await link.replies.wait(envelope.id, future, timeout)
         return task.validator.result(outcome(task.qualified_name, body))
 
     async def publish(
         self, topic: str, payload: Any, priority: Priority | str = Priority.NORMAL
     ) -> str:
         """Publish an event: a durable copy in the inbox of every subscribed engine."""
-        event_id, _ = await self.publisher.publish(topic, payload, Priority.parse(priority))
+        publisher = self.link_for_topic(topic).publisher
+        event_id, _ = await publisher.publish(topic, payload, Priority.parse(priority))
         return event_id
 
     async def result(self, task: Task[Any, Any], message_id: str, timeout: float) -> Any:
@@ -188,7 +244,7 @@ class Client:
         deadline = time.monotonic() + timeout
         pause = 0.005
         while True:
-            raw = await self.broker.get_result(task.engine.name, message_id)
+            raw = await self.link_of(task.engine).broker.get_result(task.engine.name, message_id)
             if raw is not None:
                 body = decode({ENVELOPE_FIELD: raw}).body
                 return task.validator.result(outcome(task.qualified_name, body))
@@ -218,27 +274,30 @@ class Client:
         envelope: Envelope,
         options: SendOptions,
         max_backlog: int | None = None,
+        link: BusLink | None = None,
     ) -> None:
         """Store an envelope: in its tier stream, or the delayed set for countdown/eta.
 
         With ``max_backlog``, a full inbox raises BacklogFull, after waiting up to
         ``options.backlog_wait`` seconds for room when that is given.
         """
-        payload = encode(envelope, self.broker.config.max_message_bytes)
+        link = link or self.default
+        broker = link.broker
+        payload = encode(envelope, broker.config.max_message_bytes)
         eta_ms = options.eta_ms()
-        if options.countdown is None and eta_ms is None:
-            if max_backlog is None and self.buffer.config.enabled:
-                await self.buffer.put(engine, envelope.tier, payload)
-            elif max_backlog is None:
-                await self.broker.enqueue(engine, envelope.tier, payload)
-            else:
-                await self._enqueue_bounded(engine, envelope, payload, max_backlog, options)
-            return
-        delay_ms = None if options.countdown is None else int(options.countdown * 1000)
-        await self.broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
+        if options.countdown is not None or eta_ms is not None:
+            delay_ms = None if options.countdown is None else int(options.countdown * 1000)
+            await broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
+        elif max_backlog is not None:
+            await self._enqueue_bounded(broker, engine, envelope, payload, max_backlog, options)
+        elif link.buffer.config.enabled:
+            await link.buffer.put(engine, envelope.tier, payload)
+        else:
+            await broker.enqueue(engine, envelope.tier, payload)
 
+    @staticmethod
     async def _enqueue_bounded(
-        self,
+        broker: RedisBroker,
         engine: str,
         envelope: Envelope,
         payload: bytes,
@@ -249,7 +308,7 @@ class Client:
         pause = 0.01
         while True:
             try:
-                await self.broker.enqueue_bounded(engine, envelope.tier, payload, max_backlog)
+                await broker.enqueue_bounded(engine, envelope.tier, payload, max_backlog)
                 return
             except BacklogFull:
                 if time.monotonic() + pause > deadline:
@@ -266,15 +325,15 @@ class Client:
                 await self.send_task(task, args, kwargs, SendOptions()) for args, kwargs in calls
             ]
         priority = task.options.priority
+        broker = self.link_of(task.engine).broker
+        limit = broker.config.max_message_bytes
         items = []
         ids = []
         for args, kwargs in calls:
             envelope = self.build(
                 task.name, args, kwargs, priority, SendOptions(), task.options.ttl
             )
-            items.append(
-                (task.engine.name, priority, encode(envelope, self.broker.config.max_message_bytes))
-            )
+            items.append((task.engine.name, priority, encode(envelope, limit)))
             ids.append(envelope.id)
-        await self.broker.enqueue_many(items)
+        await broker.enqueue_many(items)
         return ids

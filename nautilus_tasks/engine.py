@@ -29,7 +29,7 @@ class Engine:
     ... def check(limit: float) -> bool: ...
     """
 
-    def __init__(self, name: str, *, max_backlog: int | None = None) -> None:
+    def __init__(self, name: str, *, bus: str = "default", max_backlog: int | None = None) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
                 f"engine name {name!r} must be lower-case letters, digits, '_' or '-',"
@@ -38,6 +38,8 @@ class Engine:
         if max_backlog is not None and max_backlog < 1:
             raise ConfigurationError(f"max_backlog must be >= 1, not {max_backlog}")
         self.name = name
+        self.bus = bus
+        """The bus that holds this engine's task inbox (see ``Buses``)."""
         self.max_backlog = max_backlog
         """Refuse sends (BacklogFull) while a tier stream of this engine is this long."""
         self.tasks: dict[str, Task[Any, Any]] = {}

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from ..config import WorkerConfig
+from ..buses import DEFAULT, Buses
+from ..config import BusConfig, WorkerConfig
 from ..errors import NautilusTasksError
 from .common import bus_config, bus_options, load_engine
 
@@ -21,6 +22,8 @@ from .common import bus_config, bus_options, load_engine
 @click.option("--consumer", default=None, help="Consumer name (default: host-pid-random).")
 @click.option("--lease", type=float, default=30.0, show_default=True, help="Lease in seconds.")
 @click.option("--max-deliveries", type=int, default=5, show_default=True, help="Poison limit.")
+@click.option("--bus", "extra_buses", multiple=True, metavar="NAME=URL", help="Another bus.")
+@click.option("--route", "routes", multiple=True, metavar="PATTERN=BUS", help="Topic route.")
 @bus_options
 def worker_command(
     app: str,
@@ -32,11 +35,14 @@ def worker_command(
     consumer: str | None,
     lease: float,
     max_deliveries: int,
+    extra_buses: tuple[str, ...],
+    routes: tuple[str, ...],
     redis_url: str | None,
     prefix: str,
 ) -> None:
     """Run the tasks of APP (module:engine) until SIGTERM or Ctrl-C."""
     bus = bus_config(redis_url, prefix)
+    buses = _buses(bus, extra_buses, routes)
     try:
         config = WorkerConfig(
             concurrency=concurrency,
@@ -60,11 +66,32 @@ def worker_command(
         argv += ["--lease", str(lease), "--max-deliveries", str(max_deliveries)]
         argv += [] if prefetch is None else ["--prefetch", str(prefetch)]
         argv += ["--redis", bus.url, "--prefix", bus.prefix]
+        argv += [f"--bus={b}" for b in extra_buses] + [f"--route={r}" for r in routes]
         sys.exit(supervise(argv, processes, grace))
     engine = load_engine(app)
     from ..worker import run_worker
 
     try:
-        run_worker(engine, bus, config, consumer)
+        run_worker(engine, buses, config, consumer)
+    except NautilusTasksError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise click.BadParameter(f"{value!r}: expected {what}", param_hint=what)
+        out[key] = rest
+    return out
+
+
+def _buses(default: BusConfig, extra: tuple[str, ...], routes: tuple[str, ...]) -> Buses:
+    configs = {DEFAULT: default}
+    for name, url in _pairs(extra, "NAME=URL").items():
+        configs[name] = BusConfig.from_url(url, prefix=default.prefix)
+    try:
+        return Buses(configs, _pairs(routes, "PATTERN=BUS"))
     except NautilusTasksError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..aio import cancel_all
 from ..broker.base import Broker
+from ..buses import DEFAULT, Buses
 from ..config import BusConfig, WorkerConfig
 from ..engine import Engine
 from ..errors import BusError, ConfigurationError
@@ -54,8 +55,11 @@ class Worker:
         broker: Broker,
         config: WorkerConfig | None = None,
         consumer: str | None = None,
+        patterns: list[str] | None = None,
     ) -> None:
         self.engine = engine
+        self.patterns = engine.patterns if patterns is None else patterns
+        """The event patterns registered on this worker's bus."""
         self.broker = broker
         self.config = cfg = config or WorkerConfig()
         self.consumer = consumer or consumer_name()
@@ -129,9 +133,11 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop()``, then drain. Returns when everything is handed back."""
         await self.broker.ensure_groups(self.engine.name, self.consumer)
-        if self.engine.patterns:
-            await self.broker.register_subscriptions(self.engine.name, self.engine.patterns)
-            log.info("engine %r subscribes to %s", self.engine.name, self.engine.patterns)
+        if self.patterns:
+            await self.broker.register_subscriptions(self.engine.name, self.patterns)
+            log.info(
+                "engine %r subscribes to %s on %s", self.engine.name, self.patterns, self.broker.url
+            )
         version = await check_server(self.broker)
         log.info(
             "worker %s of engine %r: %s at %s, streams %s:{%s}:q:critical|high|normal|low,"
@@ -205,42 +211,63 @@ class Worker:
 
 
 async def serve(
-    engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
+    engine: Engine, bus: BusConfig | Buses, config: WorkerConfig, consumer: str | None = None
 ) -> None:
-    """Connect once, run a worker until SIGTERM/SIGINT; a second signal exits at once."""
-
-    if config.block_ms / 1000 + 1.0 > bus.socket_timeout:
-        raise ConfigurationError(
-            f"socket_timeout ({bus.socket_timeout}s) must exceed the blocking read"
-            f" ({config.block_ms} ms) by at least 1 s, or blocked reads time out (redis-py #2807)"
-        )
-    client = await _connect(bus)
-    worker = Worker(engine, client.broker, config, consumer)
+    """Connect once, run a worker on every bus where ``engine`` has an inbox, until
+    SIGTERM/SIGINT; a second signal exits at once."""
+    buses = bus if isinstance(bus, Buses) else Buses({DEFAULT: bus})
+    for name, cfg in buses.configs.items():
+        if config.block_ms / 1000 + 1.0 > cfg.socket_timeout:
+            raise ConfigurationError(
+                f"bus {name!r}: socket_timeout ({cfg.socket_timeout}s) must exceed the blocking"
+                f" read ({config.block_ms} ms) by at least 1 s (redis-py #2807)"
+            )
+    client = await _connect(buses)
+    workers = workers_for(engine, client, buses, config, consumer)
     engine.bind(client)
+    _signals(workers)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+    finally:
+        engine.bind(None)
+        await client.close()
+
+
+def workers_for(
+    engine: Engine, client: Client, buses: Buses, config: WorkerConfig, consumer: str | None = None
+) -> list[Worker]:
+    """One worker per bus on which ``engine`` has an inbox, each registering the event
+    patterns that route to its bus."""
+    return [
+        Worker(engine, client.links[name].broker, config, consumer,
+               [p for p in engine.patterns if buses.for_topic(p) == name])
+        for name in buses.for_engine(engine)
+    ]  # fmt: skip
+
+
+def _signals(workers: list[Worker]) -> None:
+    """First SIGTERM/SIGINT: graceful stop of every worker; a second: exit at once."""
     loop = asyncio.get_running_loop()
-    signals = {"count": 0}
+    count = [0]
 
     def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
-            log.info(
-                "%s: stopping gracefully (send again to exit at once)", signal.Signals(signum).name
-            )
-            worker.stop()
+        count[0] += 1
+        if count[0] == 1:
+            name = signal.Signals(signum).name
+            log.info("%s: stopping gracefully (send again to exit at once)", name)
+            for worker in workers:
+                worker.stop()
         else:
             log.warning("second signal: exiting now; unacked messages stay pending for reclaim")
             os._exit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        await worker.run()
-    finally:
-        engine.bind(None)
-        await client.close()
 
 
-async def _connect(bus: BusConfig) -> Client:
+async def _connect(bus: Buses) -> Client:
     """Connect, retrying with jittered backoff while the bus is down (as Celery does)."""
     from ..client import Client
 
@@ -251,12 +278,17 @@ async def _connect(bus: BusConfig) -> Client:
         except BusError as exc:
             failures += 1
             delay = random.uniform(0.5, min(10.0, 0.5 * 2**failures))
-            log.warning("cannot reach the bus at %s (%s); retrying in %.1fs", bus.url, exc, delay)
+            log.warning(
+                "cannot reach the bus at %s (%s); retrying in %.1fs",
+                sorted(c.url for c in bus.configs.values()),
+                exc,
+                delay,
+            )
             await asyncio.sleep(delay)
 
 
 def run_worker(
-    engine: Engine, bus: BusConfig, config: WorkerConfig, consumer: str | None = None
+    engine: Engine, bus: BusConfig | Buses, config: WorkerConfig, consumer: str | None = None
 ) -> None:
     """Blocking entry point used by the CLI."""
     asyncio.run(serve(engine, bus, config, consumer))

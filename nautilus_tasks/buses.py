@@ -1,0 +1,84 @@
+"""Several buses: named Redis connections, with routes from topic patterns to a bus.
+
+An engine's inbox lives on its home bus (``Engine(name, bus="...")``, default
+``"default"``). An event goes to the bus its topic routes to; an engine subscribed to
+a pattern that routes to another bus also has an inbox there, and its worker reads
+every bus on which it has an inbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .buffer import BufferConfig, SendBuffer
+from .config import BusConfig
+from .errors import ConfigurationError
+from .events import Publisher
+from .requests import ReplyReader
+from .topics import check_pattern, compile_pattern
+
+if TYPE_CHECKING:
+    from .broker.redis import RedisBroker
+    from .engine import Engine
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Buses:
+    """The buses of a platform and the routes of topics to them.
+
+    >>> Buses({"default": BusConfig.from_url(url1), "marketdata": BusConfig.from_url(url2)},
+    ...       routes={"market.#": "marketdata"})
+    """
+
+    configs: Mapping[str, BusConfig]
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if DEFAULT not in self.configs:
+            raise ConfigurationError(f"buses need a {DEFAULT!r} bus, got {sorted(self.configs)}")
+        for pattern, bus in self.routes.items():
+            check_pattern(pattern)
+            if bus not in self.configs:
+                raise ConfigurationError(f"route {pattern!r} names an unknown bus {bus!r}")
+
+    def for_topic(self, topic_or_pattern: str) -> str:
+        """The bus a topic (or a subscription pattern) routes to: the first matching route."""
+        for pattern, bus in self.routes.items():
+            if compile_pattern(pattern).match("." + topic_or_pattern):
+                return bus
+        return DEFAULT
+
+    def for_engine(self, engine: Engine) -> list[str]:
+        """Every bus on which ``engine`` has an inbox: its home bus and its patterns' buses."""
+        if engine.bus not in self.configs:
+            raise ConfigurationError(f"engine {engine.name!r} lives on unknown bus {engine.bus!r}")
+        return sorted({engine.bus, *(self.for_topic(p) for p in engine.patterns)})
+
+
+class BusLink:
+    """One connected bus of a client: its broker, send buffer, reply reader, publisher."""
+
+    def __init__(
+        self,
+        name: str,
+        broker: RedisBroker,
+        client_id: str,
+        source: str | None,
+        buffering: BufferConfig | None,
+    ) -> None:
+        self.name = name
+        self.broker = broker
+        self.buffer = SendBuffer(broker, buffering)
+        self.replies = ReplyReader(broker, client_id)
+        self.publisher = Publisher(broker, source)
+
+    async def close(self) -> None:
+        try:
+            await self.buffer.flush()
+        finally:
+            await self.replies.close()
+            await self.broker.close()
