@@ -1,5 +1,8 @@
 """The analytics engine: realised and unrealised P&L per symbol, by average cost.
 
+Trades arrive as ``record_trade`` tasks; quotes arrive as events on ``market.quote.*``
+(``mark_to_market``), each marking its symbol at the quote's mid.
+
 State: :data:`book`, the positions and P&L this worker has recorded, in memory. A
 production engine would persist them; for the example one analytics worker holds them.
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from nautilus_tasks import Engine, Priority
 
-from .models import PnL, Quote, Side, Trade
+from .models import QUOTES, PnL, Quote, Side, Trade
 
 EPSILON = 1e-9
 """Positions smaller than this (in units) are flat: float noise after closing a position."""
@@ -112,7 +115,7 @@ async def record_trade(trade: Trade) -> PnL:
     return book.record(trade)
 
 
-@analytics.task(priority=Priority.LOW, timeout=5.0)
+@analytics.on(QUOTES, timeout=5.0)
 async def mark_to_market(quote: Quote) -> PnL:
     """Mark the quote's symbol at its mid price."""
     return book.mark(quote.symbol, quote.mid)

@@ -1,6 +1,10 @@
-"""The factors engine: a rolling moving average and z-score of each symbol's trade prices.
+"""The factors engine: a rolling moving average and z-score of each symbol's prices.
 
-State: :data:`book`, one fixed-size window of recent prices per symbol, in this worker's
+Trades arrive as ``update_factors`` tasks and feed :data:`book`; quotes arrive as events
+on ``market.quote.*`` and feed :data:`quote_book` with their mids, in parallel with risk
+and analytics, which receive their own copies.
+
+State: the books, one fixed-size window of recent prices per symbol each, in this worker's
 memory. With several factor workers each would see part of the flow; a production engine
 would partition symbols across workers or keep the windows in a shared store.
 
@@ -14,7 +18,7 @@ from collections import deque
 
 from nautilus_tasks import Engine, Priority
 
-from .models import FactorSnapshot, Trade
+from .models import QUOTES, FactorSnapshot, Quote, Trade
 
 DEFAULT_WINDOW = 50
 FLAT = 1e-12
@@ -89,10 +93,18 @@ class FactorBook:
 
 
 book = FactorBook()
-"""This worker's price windows (see the module docstring)."""
+"""This worker's windows of trade prices (see the module docstring)."""
+quote_book = FactorBook()
+"""This worker's windows of quote mids."""
 
 
 @factors.task(priority=Priority.NORMAL, timeout=5.0)
 async def update_factors(trade: Trade) -> FactorSnapshot:
     """Add the trade's price to its symbol's window; return the new moving average and z."""
     return book.update(trade.symbol, trade.price)
+
+
+@factors.on(QUOTES, timeout=5.0)
+async def quote_factors(quote: Quote) -> FactorSnapshot:
+    """Add the quote's mid to its symbol's window of mids; return the new statistics."""
+    return quote_book.update(quote.symbol, quote.mid)

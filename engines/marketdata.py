@@ -1,9 +1,12 @@
-"""The market data engine: normalises incoming trades and quotes and fans them out.
+"""The market data engine: normalises incoming trades and quotes and passes them on.
 
 Each trade goes to three engines at three priorities: ``risk.check_position`` (critical),
-``factors.update_factors`` (normal) and ``analytics.record_trade`` (low). A worker binds
-its client to its own engine only, so the fan-out sends through ``marketdata.client``
-explicitly. The engine keeps no state.
+``factors.update_factors`` (normal) and ``analytics.record_trade`` (low). Each quote is
+published as an event on ``market.quote.<SYMBOL>``: market data does not know who listens;
+every engine subscribed to a matching pattern (factors, risk and analytics, with
+``market.quote.*``) gets its own durable copy and reacts in parallel. A worker binds its
+client to its own engine only, so the sends and the publishes go through
+``marketdata.client``. The engine keeps no state.
 
 Run it with ``nautilus-tasks worker engines.marketdata:marketdata``.
 """
@@ -12,15 +15,18 @@ from __future__ import annotations
 
 from nautilus_tasks import Client, Engine, Priority
 
-from .analytics import mark_to_market, record_trade
+from .analytics import record_trade
 from .factors import update_factors
-from .models import Quote, Trade
+from .models import Quote, Trade, quote_topic
 from .risk import check_position
 
 PRICE_TICK = 0.01
 """Prices are rounded to this tick."""
 QTY_LOT = 1e-6
 """Quantities are rounded to this lot (fractional shares down to a millionth)."""
+
+QUOTE_PRIORITY = Priority.NORMAL
+"""Quotes are published at this priority; each subscriber's copy waits in that tier."""
 
 marketdata = Engine("marketdata")
 
@@ -83,7 +89,8 @@ async def ingest_trade(trade: Trade) -> Trade:
 
 @marketdata.task(priority=Priority.HIGH, timeout=10.0)
 async def ingest_quote(quote: Quote) -> Quote:
-    """Normalise ``quote`` and forward it to analytics, which marks positions at its mid."""
+    """Normalise ``quote`` and publish it on ``market.quote.<SYMBOL>``."""
     normalised = normalise_quote(quote)
-    await mark_to_market.send_with(client=marketdata.client)(normalised)
+    topic = quote_topic(normalised.symbol)
+    await marketdata.client.publish(topic, normalised, priority=QUOTE_PRIORITY)
     return normalised

@@ -1,16 +1,40 @@
-"""The messages the example engines exchange, as pydantic models.
+"""The messages the example engines exchange, as pydantic models, and their event topics.
 
-Workers validate every task argument against these models, so a malformed trade is
-dead-lettered as ``invalid`` before any handler sees it.
+Workers validate every task argument and event payload against these models, so a
+malformed trade is dead-lettered as ``invalid`` before any handler sees it.
+
+Events: market data publishes each quote on ``market.quote.<SYMBOL>`` (:func:`quote_topic`),
+which factors, risk and analytics subscribe to with :data:`QUOTES`; risk publishes a
+:class:`Breach` on :data:`BREACH_TOPIC`, which alerts subscribes to with :data:`BREACHES`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Side = Literal["buy", "sell"]
+
+QUOTES = "market.quote.*"
+"""The pattern of every quote topic: ``*`` is the one segment holding the symbol."""
+BREACH_TOPIC = "risk.breach.detected"
+BREACHES = "risk.breach.#"
+"""Every breach topic, however many segments follow ``risk.breach``."""
+_TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def quote_topic(symbol: str) -> str:
+    """The topic of a quote of ``symbol``: ``market.quote.AAPL``.
+
+    A symbol with a dot (``BRK.B``) would add a segment and escape :data:`QUOTES`; its dots
+    become dashes (``market.quote.BRK-B``). Other characters are refused.
+    """
+    segment = symbol.replace(".", "-")
+    if not _TOPIC_SEGMENT.match(segment):
+        raise ValueError(f"symbol {symbol!r} cannot be a topic segment")
+    return f"market.quote.{segment}"
 
 
 class _Message(BaseModel):
@@ -100,3 +124,64 @@ class PnL(_Message):
     def total(self) -> float:
         """``realised + unrealised``."""
         return self.realised + self.unrealised
+
+
+Severity = Literal["high", "critical"]
+VaRMethod = Literal["historical", "parametric"]
+
+
+class Breach(_Message):
+    """A position limit breach the risk engine detected, as published on ``risk.breach.*``.
+
+    ``attempted`` is the position the offending trade would have led to; ``position`` the
+    position the book kept (the trade was rejected). ``detected_at`` is epoch milliseconds.
+    """
+
+    symbol: str
+    trade_id: str
+    position: float
+    attempted: float
+    limit: float
+    severity: Severity = "critical"
+    detected_at: int = Field(ge=0)
+
+    @property
+    def excess(self) -> float:
+        """How far past the limit the trade would have taken the position, in units."""
+        return abs(self.attempted) - self.limit
+
+
+class Portfolio(_Message):
+    """Positions to measure the risk of: units per symbol (negative: short)."""
+
+    positions: dict[str, float] = Field(min_length=1, max_length=64)
+    confidence: float = Field(default=0.99, gt=0.5, lt=1.0)
+    method: VaRMethod = "historical"
+    window: int = Field(default=250, ge=2, le=10_000)
+    """How many of the most recent returns of each symbol to use."""
+
+
+class VaRResult(_Message):
+    """The value at risk of a portfolio: the loss not exceeded with ``confidence``.
+
+    ``var`` and ``expected_shortfall`` are positive amounts of money lost over one step of
+    the return series (one quote to the next); ``value`` is the portfolio's marked value.
+    """
+
+    method: VaRMethod
+    confidence: float
+    var: float
+    expected_shortfall: float
+    value: float
+    observations: int
+    """Return scenarios used (historical), or the sample size of the moments (parametric)."""
+
+
+class AlertSummary(_Message):
+    """What the alerts engine has recorded: counts per symbol and per topic, the last alert."""
+
+    total: int
+    by_symbol: dict[str, int]
+    by_topic: dict[str, int]
+    clients: int
+    last: Breach | None = None

@@ -2,6 +2,8 @@
 
 import logging
 
+from .buffer import BufferConfig
+from .buses import Buses
 from .client import Client
 from .config import BusConfig, WorkerConfig
 from .context import MessageContext, current_message
@@ -30,10 +32,12 @@ from .task import MessageHandle, SendOptions, Task
 
 __all__ = [
     "BacklogFull",
+    "BufferConfig",
     "BusConfig",
     "BusError",
     "BusFull",
     "BusUnavailable",
+    "Buses",
     "Client",
     "ConfigurationError",
     "EmbeddedServerError",
