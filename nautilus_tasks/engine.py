@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, NotBound, UnknownTask
+from .priority import Priority
 from .task import Task, TaskOptions
 from .topics import check_pattern
 
@@ -109,6 +110,12 @@ class Engine:
     def patterns(self) -> list[str]:
         """The topic patterns this engine subscribes to."""
         return sorted({h.pattern for h in self.handlers if h.pattern is not None})
+
+    async def publish(
+        self, topic: str, payload: Any, priority: Priority | str = Priority.NORMAL
+    ) -> str:
+        """Publish an event through the bound client; returns the event id."""
+        return await self.client.publish(topic, payload, priority)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         """The task called ``name``, or UnknownTask."""

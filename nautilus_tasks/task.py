@@ -238,7 +238,7 @@ class Sender(Generic[P]):
         self._options = options
         self._client = client
 
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> str:
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> MessageHandle:
         client = self._client if self._client is not None else self._task.engine.client
         return await client.send_task(self._task, args, kwargs, self._options)
 

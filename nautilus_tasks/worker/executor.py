@@ -142,7 +142,7 @@ class Executor:
         try:
             for task, kwargs in calls:
                 result = await self._call(task, kwargs, delivery.entry_id)
-            body = success(result)
+            body = success(result, wanted=_wants_outcome(envelope))
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -244,3 +244,8 @@ class Executor:
                 self.engine.name, envelope, failure(failed), self.publisher
             )
         self.acks.add(delivery.tier, delivery.entry_id, DeadLetter(meta), *actions)
+
+
+def _wants_outcome(envelope: Envelope) -> bool:
+    """Whether anyone asked for the result (a reply, a stored result or a callback)."""
+    return bool(envelope.reply_to or envelope.result_ttl or envelope.callback_topic)

@@ -25,10 +25,12 @@ def format_traceback(exc: BaseException | None) -> str:
     return "".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:]
 
 
-def success(result: Any) -> dict[str, Any]:
-    """The body of a successful outcome; raises TypeError if the result is not JSON."""
+def success(result: Any, wanted: bool = True) -> dict[str, Any]:
+    """The body of a successful outcome. When someone asked for it, a result that is not
+    JSON raises TypeError here, in the handler's terms, not later in a batch."""
     body = {"ok": True, "result": result}
-    dumps(body)  # fail here, in the handler's terms, not later in a batch
+    if wanted:
+        dumps(body)
     return body
 
 

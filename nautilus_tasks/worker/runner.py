@@ -133,8 +133,9 @@ class Worker:
     async def run(self) -> None:
         """Serve until ``stop()``, then drain. Returns when everything is handed back."""
         await self.broker.ensure_groups(self.engine.name, self.consumer)
+        # always register, even no patterns: that removes subscriptions dropped from the code
+        await self.broker.register_subscriptions(self.engine.name, self.patterns)
         if self.patterns:
-            await self.broker.register_subscriptions(self.engine.name, self.patterns)
             log.info(
                 "engine %r subscribes to %s on %s", self.engine.name, self.patterns, self.broker.url
             )

@@ -136,3 +136,26 @@ async def test_an_invalid_payload_is_dead_lettered(client: Client) -> None:
 
 async def _dead(client: Client, engine: str, n: int) -> bool:
     return (await client.broker.inspect(engine)).dead >= n
+
+
+async def test_a_worker_removes_subscriptions_dropped_from_the_code(client: Client) -> None:
+    got: list[tuple[str, int]] = []
+    await _register(client, subscriber("gone", "old.*", got))
+    assert await client.broker.subscriptions() == (1, {"old.*": ["gone"]})
+    async with running_worker(Engine("gone"), client):  # redeployed without the handler
+        pass
+    version, subs = await client.broker.subscriptions()
+    assert subs == {} and version == 2
+    await client.publish("old.news", {"n": 1})
+    assert client.publisher.unmatched == 1
+
+
+async def test_engine_publish_goes_through_its_client(client: Client) -> None:
+    got: list[tuple[str, int]] = []
+    listener = subscriber("listener", "news.*", got)
+    await _register(client, listener)
+    source = Engine("source")
+    client.bind(source)
+    await source.publish("news.flash", {"n": 5}, priority="critical")
+    async with running_worker(listener, client):
+        await wait_for(lambda: got == [("news.flash", 5)])

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Finish entries atomically: for each entry this consumer still owns, run its actions
 -- (reply, stored result, callback events, dead letter), then XACK and XDEL it. An entry
 -- owned by another consumer is refused whole: none of its actions happen.
@@ -10,7 +11,8 @@
 --               s  SET key <payload> PX ttl
 --               d  dead letter: XADD key * with the JSON object <payload> as fields, the
 --                  entry's delivery count as 'deliveries', and its fields as orig:<field>
--- Not flagged allow-oom: under OOM the whole call is refused and every entry stays pending.
+-- allow-oom: workers keep settling work on a full server; each write (a reply, a dead
+-- letter) comes with the XDEL of its entry, so memory use stays about level.
 -- Returns {taken, gone}: refused entry ids another consumer owns, and ids no longer pending.
 local taken, gone = {}, {}
 local pos = 3
