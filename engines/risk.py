@@ -172,7 +172,10 @@ async def on_quote(quote: Quote) -> float:
     return book.position(quote.symbol) * quote.mid
 
 
-@risk.task(priority=Priority.HIGH, timeout=5.0)
+@risk.task(priority=Priority.HIGH, timeout=5.0, retries=0)
 async def calculate_var(portfolio: Portfolio) -> VaRResult:
-    """The value at risk of ``portfolio`` over the quote mids this worker has seen."""
+    """The value at risk of ``portfolio`` over the quote mids this worker has seen.
+
+    Not retried: the math is deterministic, and the requester is waiting for the answer.
+    """
     return value_at_risk(portfolio, history)

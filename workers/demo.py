@@ -1,62 +1,93 @@
-"""End-to-end demo: the Procfile's four engine workers process N trades on a real server.
+"""End-to-end demo: the Procfile's engine workers process N trades and quotes on a real server.
 
-    python -m workers.demo [--trades 10000] [--redis URL]
+    python -m workers.demo [--trades 10000] [--quotes N] [--var-requests 300] [--redis URL]
 
 Without ``--redis`` (or ``NT_REDIS_URL``) it starts, or reuses, the per-user embedded
 Valkey, so it runs from a clean clone with no Redis installed. Each run uses a fresh key
 prefix, so the counts it checks are exactly its own, and deletes its keys at the end.
 
-Steps: start the workers with honcho, wait for each engine's consumer, send the trades to
-``marketdata.ingest_trade`` in pipelined batches, wait until every engine has processed
-every trade and its streams are empty, print a table, stop the workers. Exit status 0 when
-every engine processed exactly as many trades as were sent, else 1.
+Steps: start the workers with honcho; register the taps that count published events
+(:mod:`workers.flows`); wait for each engine's consumer and event subscriptions; send the
+trades and quotes to ``marketdata`` in pipelined batches. Market data fans each trade out to
+risk, factors and analytics as tasks, and publishes each quote on ``market.quote.<SYMBOL>``,
+to which those three subscribe; risk publishes a critical ``risk.breach.detected`` when a
+trade breaches a position limit, to which alerts subscribes. Wait until every engine has
+processed every task and event meant for it and its streams are empty; then request the VaR
+of a portfolio from risk, one request at a time, and ask alerts what it recorded. Print two
+tables (per engine; per event flow and the VaR round trips), stop the workers. Exit status 0
+when every count adds up exactly (see :class:`workers.progress.Report` and
+:class:`workers.flows.FlowReport`), else 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from rich.console import Console
 
-from engines.marketdata import ingest_trade
-from engines.models import Trade
+from engines.alerts import alerts
+from engines.risk import risk
 from nautilus_tasks import BusConfig, Client
 from nautilus_tasks.embedded import ensure_daemon, stop_daemon
 from nautilus_tasks.errors import NautilusTasksError
-from nautilus_tasks.message import now_ms
 
-from .progress import ENGINES, DemoError, Progress, Report, inspect, poll_engines, render
+from .feed import Market, make_market, send_market
+from .flows import (
+    FlowReport,
+    alerts_summary,
+    describe_var,
+    events_received,
+    expected_counts,
+    missing_subscriptions,
+    published,
+    register_taps,
+    render_flows,
+    request_var,
+)
+from .procs import check_alive, delete_keys, log_tail, running_workers
+from .progress import (
+    ENGINES,
+    DemoError,
+    Progress,
+    Report,
+    inspect,
+    poll_engines,
+    render,
+    succeeded,
+)
 
 log = logging.getLogger("workers.demo")
 
-ROOT = Path(__file__).resolve().parent.parent
-PROCFILE = ROOT / "Procfile"
-BATCH = 500
 POLL = 0.2
 """Seconds between two looks at the engines' streams and counters."""
 QUIET = 3.0
-"""Seconds without progress after which missing trades are taken as lost (see _settled)."""
-STOP_TIMEOUT = 30.0
-SYMBOLS = {"AAPL": 190.0, "MSFT": 410.0, "NVDA": 120.0, "AMZN": 180.0, "TSLA": 240.0}
+"""Seconds without progress after which missing messages are taken as lost (see _settled)."""
+COUNTERS_WAIT = 10.0
+"""Seconds to wait for the risk counters to show the VaR requests (written once a second)."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m workers.demo", description=__doc__)
     parser.add_argument("--trades", type=int, default=10_000, help="trades to send (10000)")
+    parser.add_argument(
+        "--quotes", type=int, default=None, help="quotes to send (half the trades, at least 100)"
+    )
+    parser.add_argument(
+        "--var-requests", type=int, default=300, help="VaR requests after the stream (300)"
+    )
+    parser.add_argument("--request-timeout", type=float, default=5.0, help="per request (s)")
     parser.add_argument(
         "--redis",
         default=os.environ.get("NT_REDIS_URL") or None,
@@ -68,6 +99,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.trades < 1:
         parser.error("--trades must be at least 1")
+    if args.quotes is None:
+        args.quotes = max(100, args.trades // 2)
+    if args.quotes < 0 or args.var_requests < 0:
+        parser.error("--quotes and --var-requests must be at least 0")
     return args
 
 
@@ -81,84 +116,10 @@ def resolve_server(explicit: str | None) -> tuple[str, bool]:
     return url, started
 
 
-def make_trades(count: int, rng: random.Random) -> list[Trade]:
-    """Random-walk prices over a few symbols; some symbols arrive untidy, to be normalised."""
-    prices = dict(SYMBOLS)
-    names = list(prices)
-    start = now_ms()
-    trades = []
-    for i in range(count):
-        symbol = rng.choice(names)
-        prices[symbol] *= 1 + rng.gauss(0, 0.001)
-        raw_symbol = f" {symbol.lower()} " if rng.random() < 0.1 else symbol
-        trades.append(
-            Trade(
-                id=f"T{i:08d}",
-                symbol=raw_symbol,
-                side=rng.choice(("buy", "sell")),
-                qty=float(rng.randint(1, 500)),
-                price=round(prices[symbol], 4),
-                ts=start + i,
-            )
-        )
-    return trades
-
-
-@contextlib.contextmanager
-def running_workers(url: str, prefix: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The Procfile's workers under honcho, their output in ``log_path``; stopped on exit."""
-    venv_bin = str(Path(sys.executable).parent)  # not resolved: a venv's python is a symlink
-    env = {
-        **os.environ,
-        "NT_REDIS_URL": url,
-        "NT_PREFIX": prefix,
-        "PYTHONUNBUFFERED": "1",
-        "PATH": os.pathsep.join([venv_bin, os.environ.get("PATH", "")]),
-    }
-    argv = [sys.executable, "-m", "honcho", "start", "-f", str(PROCFILE)]
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    log.info(
-        "started the workers with honcho (pid %d), prefix %s, output in %s",
-        *(proc.pid, prefix, log_path),
-    )
-    try:
-        yield proc
-    finally:
-        stop_workers(proc)
-
-
-def stop_workers(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM honcho's process group: honcho forwards one SIGTERM to each worker, which
-    drains and exits. Each worker runs in its own session, so it is signalled only once."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.warning("honcho did not stop within %.0fs; killing it", STOP_TIMEOUT)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    log.info("workers stopped (honcho exit code %s)", proc.returncode)
-
-
-def _check_alive(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        raise DemoError(f"the workers exited early (honcho exit code {proc.returncode})")
-
-
 async def wait_for_consumers(client: Client, proc: subprocess.Popen[bytes], within: float) -> None:
-    """Until every engine has a consumer on each of its tier streams, for ``within`` seconds."""
+    """Until every engine has a consumer on each of its tier streams and its event
+    subscriptions are registered, for ``within`` seconds. A worker registers after it
+    joins its groups: an event published in between would not reach it."""
     deadline = time.monotonic() + within
     while True:
         missing = []
@@ -166,71 +127,115 @@ async def wait_for_consumers(client: Client, proc: subprocess.Popen[bytes], with
             info = await inspect(client.broker, engine)
             if not all(tier.consumers > 0 for tier in info.tiers):
                 missing.append(engine)
+        missing += await missing_subscriptions(client.broker)
         if not missing:
-            log.info("every engine has a consumer: %s", ", ".join(ENGINES))
+            log.info("every engine has a consumer and its subscriptions: %s", ", ".join(ENGINES))
             return
-        _check_alive(proc)
+        check_alive(proc)
         if time.monotonic() > deadline:
-            raise DemoError(f"no consumer for {', '.join(missing)} within {within:.0f}s")
+            raise DemoError(f"not ready within {within:.0f}s: {', '.join(missing)}")
         await asyncio.sleep(POLL)
 
 
-async def send_trades(client: Client, trades: Sequence[Trade]) -> float:
-    """Send every trade in pipelined batches; returns the monotonic time of the first send."""
-    started = time.monotonic()
-    for offset in range(0, len(trades), BATCH):
-        batch = trades[offset : offset + BATCH]
-        await client.send_many(ingest_trade, [((trade,), {}) for trade in batch])
-    log.info("sent %d trades in %.2fs", len(trades), time.monotonic() - started)
-    return started
-
-
 def _settled(progress: dict[str, Progress]) -> bool:
-    """Nothing more can happen: the streams are empty, or trades were dead-lettered (a failed
-    task is not retried, so the counts can no longer add up)."""
+    """Nothing more can happen: the streams are empty, or messages were dead-lettered (a
+    failed task is not retried, so the counts can no longer add up)."""
     values = progress.values()
     return all(p.empty for p in values) or any(p.dead for p in values)
 
 
-async def wait_until_done(
-    client: Client, proc: subprocess.Popen[bytes], expected: int, within: float
-) -> tuple[dict[str, Progress], str | None]:
-    """Poll until every engine processed ``expected`` trades and its streams are empty.
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One look at the bus: the engines, the events published, what each engine must do."""
 
-    Returns the last progress and None, or a reason: ``within`` seconds passed, the workers
-    died, or the engines went quiet with trades missing (dead-lettered, say).
+    progress: dict[str, Progress]
+    events: dict[str, int]
+    expected: dict[str, int]
+
+    @property
+    def done(self) -> bool:
+        return all(p.succeeded == self.expected[e] and p.empty for e, p in self.progress.items())
+
+
+async def look(client: Client, market: Market, drained: dict[str, float]) -> Seen:
+    """Poll the engines, then count the events published so far."""
+    progress = await poll_engines(client.broker, drained)
+    events = await published(client.broker)
+    return Seen(progress, events, expected_counts(len(market.trades), len(market.quotes), events))
+
+
+async def wait_until_done(
+    client: Client, proc: subprocess.Popen[bytes], market: Market, within: float
+) -> tuple[Seen, str | None]:
+    """Poll until every engine processed what it was sent and its streams are empty.
+
+    Returns the last look and None, or a reason: ``within`` seconds passed, the workers
+    died, or the engines went quiet with messages missing (dead-lettered, say).
     """
     deadline = time.monotonic() + within
     drained: dict[str, float] = {}
     last: tuple[tuple[int, int], ...] = ()
     changed = time.monotonic()
     while True:
-        progress = await poll_engines(client.broker, drained)
-        if all(p.succeeded == expected and p.empty for p in progress.values()):
-            return progress, None
+        seen = await look(client, market, drained)
+        if seen.done:
+            return seen, None
         now = time.monotonic()
-        state = tuple((p.succeeded, p.dead) for p in progress.values())
+        state = tuple((p.succeeded, p.dead) for p in seen.progress.values())
         if state != last:
             last, changed = state, now
-        elif now - changed > QUIET and _settled(progress):
-            return progress, f"no progress for {QUIET:.0f}s with trades missing or dead-lettered"
+        elif now - changed > QUIET and _settled(seen.progress):
+            return seen, f"no progress for {QUIET:.0f}s with messages missing or dead-lettered"
         if proc.poll() is not None:
-            return progress, f"the workers exited early (honcho exit code {proc.returncode})"
+            return seen, f"the workers exited early (honcho exit code {proc.returncode})"
         if now > deadline:
-            return progress, f"not every engine processed {expected} trades within {within:.0f}s"
+            return seen, f"not every engine processed what it was sent within {within:.0f}s"
         await asyncio.sleep(POLL)
+
+
+async def wait_for_count(client: Client, engine: str, target: int, within: float) -> int:
+    """The engine's processed count once it reaches ``target``, or after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        count = await succeeded(client.broker, engine)
+        if count >= target or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(POLL)
+
+
+async def request_flows(
+    client: Client, market: Market, report: Report, seen: Seen, args: argparse.Namespace
+) -> FlowReport:
+    """The VaR requests and the alerts summary, after the stream; then the flows' counts."""
+    before = report.progress["risk"].succeeded
+    log.info("requesting the VaR %d times", args.var_requests)
+    var = await request_var(client, args.var_requests, args.request_timeout)
+    alerted = await alerts_summary(args.request_timeout)
+    after = await wait_for_count(client, "risk", before + args.var_requests, COUNTERS_WAIT)
+    var.processed = after - before
+    received = events_received(report.progress, report.trades, report.quotes)
+    return FlowReport(len(market.quotes), seen.events, received, alerted, var)
 
 
 async def drive(
     url: str, prefix: str, args: argparse.Namespace, proc: subprocess.Popen[bytes]
-) -> Report:
-    """Connect, wait for the workers, send the trades and wait for them to be processed."""
-    trades = make_trades(args.trades, random.Random(args.seed))
+) -> tuple[Report, FlowReport | None]:
+    """Connect, wait for the workers, send the market, wait for it to be processed, then
+    run the requests. The flows are None when the stream already failed."""
+    market = make_market(args.trades, args.quotes, random.Random(args.seed))
     async with await Client.connect(BusConfig.from_url(url, prefix=prefix), source="demo") as c:
+        c.bind(risk, alerts)
+        await register_taps(c.broker)
         await wait_for_consumers(c, proc, args.start_timeout)
-        started = await send_trades(c, trades)
-        progress, problem = await wait_until_done(c, proc, len(trades), args.timeout)
-    return Report(len(trades), started, time.monotonic(), progress, problem)
+        started = await send_market(c, market)
+        seen, problem = await wait_until_done(c, proc, market, args.timeout)
+        report = Report(
+            *(len(market.trades), len(market.quotes), started, time.monotonic()),
+            *(seen.progress, seen.expected, problem),
+        )
+        if problem is not None:
+            return report, None
+        return report, await request_flows(c, market, report, seen, args)
 
 
 async def server_version(url: str) -> str:
@@ -239,29 +244,21 @@ async def server_version(url: str) -> str:
         return await client.broker.server_version()
 
 
-async def delete_keys(url: str, prefix: str) -> int:
-    """Delete every key of this run (``prefix:*``); returns how many."""
-    conn = aioredis.Redis.from_url(url)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        async for key in conn.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await conn.delete(*batch)
-                batch.clear()
-        if batch:
-            deleted += await conn.delete(*batch)
-    finally:
-        await conn.aclose()
-    return deleted
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(cannot read {path}: {exc})"
+def print_reports(report: Report | None, flows: FlowReport | None) -> None:
+    """Both tables and their grep-friendly lines, as far as the run got."""
+    if report is None:
+        return
+    console = Console()
+    console.print(render(report))
+    print(report.summary())
+    if flows is None:
+        return
+    console.print(render_flows(flows))
+    print(flows.summary())
+    for line in describe_var(flows.var):
+        print(line)
+    if flows.var.failures:
+        print(f"{len(flows.var.failures)} VaR requests failed, the first: {flows.var.failures[0]}")
 
 
 def run(url: str, args: argparse.Namespace) -> int:
@@ -269,6 +266,7 @@ def run(url: str, args: argparse.Namespace) -> int:
     prefix = f"demo-{secrets.token_hex(4)}"
     log_path = Path(tempfile.gettempdir()) / f"nautilus-tasks-{prefix}.log"
     report: Report | None = None
+    flows: FlowReport | None = None
     try:
         log.info("server: %s", asyncio.run(server_version(url)))
     except NautilusTasksError as exc:
@@ -276,7 +274,7 @@ def run(url: str, args: argparse.Namespace) -> int:
         return 1
     try:
         with running_workers(url, prefix, log_path) as proc:
-            report = asyncio.run(drive(url, prefix, args, proc))
+            report, flows = asyncio.run(drive(url, prefix, args, proc))
     except (DemoError, NautilusTasksError) as exc:
         log.error("demo failed: %s", exc)
     finally:
@@ -284,16 +282,14 @@ def run(url: str, args: argparse.Namespace) -> int:
             log.info("deleted %d keys of prefix %s", asyncio.run(delete_keys(url, prefix)), prefix)
         except Exception as exc:  # the server may be the very thing that failed
             log.warning("could not delete the keys of prefix %s: %s", prefix, exc)
-    if report is not None:
-        Console().print(render(report))
-        print(report.summary())
-    ok = report is not None and report.ok
+    print_reports(report, flows)
+    ok = report is not None and report.ok and flows is not None and flows.ok
     if ok:
         log_path.unlink(missing_ok=True)
         return 0
     if report is not None and report.problem:
         log.error("%s", report.problem)
-    log.error("worker output kept in %s; its end:\n%s", log_path, _log_tail(log_path))
+    log.error("worker output kept in %s; its end:\n%s", log_path, log_tail(log_path))
     return 1
 
 

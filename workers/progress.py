@@ -16,9 +16,15 @@ from rich.table import Table
 from nautilus_tasks.broker.base import Broker, EngineInfo
 from nautilus_tasks.metrics import Histogram
 
-ENGINES = ("marketdata", "risk", "factors", "analytics")
-"""The demo's engines, the upstream one first: see :func:`poll_engines`."""
-UPSTREAM = "marketdata"
+ENGINES = ("marketdata", "risk", "factors", "analytics", "alerts")
+"""The demo's engines, each after the one it receives from: see :func:`poll_engines`."""
+UPSTREAM = {
+    "risk": "marketdata",
+    "factors": "marketdata",
+    "analytics": "marketdata",
+    "alerts": "risk",
+}
+"""Where each engine's messages come from (market data's come from the demo)."""
 
 
 class DemoError(Exception):
@@ -40,30 +46,35 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """The outcome of one run."""
+    """The outcome of the stream of trades and quotes."""
 
     trades: int
+    quotes: int
     started: float
     finished: float
     progress: dict[str, Progress]
+    expected: dict[str, int]
+    """Messages (tasks and events) each engine must have processed."""
     problem: str | None
 
     def sent(self, engine: str) -> int:
-        """Messages sent to ``engine``: the trades, or one per trade marketdata ingested."""
-        return self.trades if engine == UPSTREAM else self.progress[UPSTREAM].succeeded
+        """Messages sent to ``engine``: the tasks and the events of its subscriptions."""
+        return self.expected[engine]
 
     @property
     def ok(self) -> bool:
-        """Every engine processed every trade, and nothing went wrong."""
+        """Every engine processed every message sent to it, and nothing went wrong."""
         return self.problem is None and all(
-            p.succeeded == self.trades == self.sent(p.engine) for p in self.progress.values()
+            p.succeeded == self.sent(p.engine) for p in self.progress.values()
         )
 
     def summary(self) -> str:
-        """One plain line, easy to grep: ``OK: 500 trades; processed marketdata=500 ...``."""
+        """One plain line, easy to grep: ``OK: 500 trades and 250 quotes sent; processed
+        marketdata=750 ...``."""
         counts = " ".join(f"{e}={p.succeeded}" for e, p in self.progress.items())
         verdict = "OK" if self.ok else "MISMATCH"
-        return f"{verdict}: {self.trades} trades sent; processed {counts}"
+        sent = f"{self.trades} trades and {self.quotes} quotes sent"
+        return f"{verdict}: {sent}; processed {counts}"
 
 
 async def inspect(broker: Broker, engine: str, attempts: int = 5) -> EngineInfo:
@@ -97,20 +108,26 @@ def _is_empty(info: EngineInfo) -> bool:
     return info.delayed == 0 and all(t.length == 0 and t.pending == 0 for t in info.tiers)
 
 
+async def succeeded(broker: Broker, engine: str) -> int:
+    """The engine's processed count, summed over its consumers' last stats writes."""
+    return _totals(await inspect(broker, engine))[0]
+
+
 async def poll_engines(broker: Broker, drained: dict[str, float]) -> dict[str, Progress]:
     """Look at every engine once; record in ``drained`` when each one finished.
 
     Entries are deleted when acked, so empty streams mean all work is done, provided no
-    more can come: marketdata acks a trade only after its fan-out is stored, so once the
-    (earlier polled) marketdata streams are empty, an empty downstream engine is finished.
-    Call this only after every trade was sent.
+    more can come: an engine acks a message only after the tasks and events its handler
+    sent are stored, so once the (earlier polled) streams of an engine's upstream are
+    empty for good, an empty engine is finished. Call this only after everything was sent.
     """
     progress: dict[str, Progress] = {}
     for engine in ENGINES:
         info = await inspect(broker, engine)
         succeeded, latency = _totals(info)
         empty = _is_empty(info)
-        upstream_done = engine == UPSTREAM or UPSTREAM in drained
+        upstream = UPSTREAM.get(engine)
+        upstream_done = upstream is None or upstream in drained
         if empty and upstream_done and engine not in drained:
             drained[engine] = time.monotonic()
         progress[engine] = Progress(
@@ -133,8 +150,8 @@ def render(report: Report) -> Table:
     last = report.finished if None in ends else max(e for e in ends if e is not None)
     elapsed = max(last - report.started, 1e-9)
     table = Table(
-        title=f"nautilus-tasks demo: {report.trades:,} trades",
-        caption="latency: enqueue to handler end, queueing behind the burst included",
+        title=f"nautilus-tasks demo: {report.trades:,} trades, {report.quotes:,} quotes",
+        caption="sent: tasks + events; latency: enqueue to handler end, queueing included",
     )
     for column in ("engine", "sent", "processed", "dead", "msg/s", "p50 ms", "p99 ms", "ok"):
         table.add_column(column, justify="left" if column == "engine" else "right")
