@@ -1,8 +1,10 @@
 """Buffered sending: sends are batched per tier and flushed in one pipelined round trip.
 
 ``await send()`` still returns only once its message is stored: it waits for the flush
-of its batch. A tier's batch is flushed after its interval (critical: at once) or as
-soon as it holds ``max_batch`` messages. A failed flush raises in every caller awaiting
+of its batch. A tier whose last flush is done flushes a new message at once (a lone
+sender pays one round trip, no lingering); while a flush of the tier is in flight, new
+messages gather and go when it returns, after the tier's interval, or when they reach
+``max_batch``, whichever comes first. So concurrent senders share round trips. A failed flush raises in every caller awaiting
 it; ``send_nowait`` callers learn of a failure from the next ``flush()``.
 """
 
@@ -53,6 +55,7 @@ class SendBuffer:
         self._timers: dict[Priority, asyncio.TimerHandle] = {}
         self._flushing: set[asyncio.Task[None]] = set()
         self._errors: list[NautilusTasksError] = []
+        self._in_flight: dict[Priority, int] = dict.fromkeys(TIERS, 0)
 
     async def put(self, engine: str, tier: Priority, payload: bytes) -> None:
         """Add to the tier's batch and wait until the batch is stored (or failed)."""
@@ -69,7 +72,8 @@ class SendBuffer:
         batch = self._batches[tier]
         batch.append(item)
         interval = self.config.intervals.get(tier, 0.0)
-        if len(batch) >= self.config.max_batch or interval <= 0:
+        idle = not self._in_flight[tier]
+        if idle or len(batch) >= self.config.max_batch or interval <= 0:
             self._start(tier)
         elif tier not in self._timers:
             loop = asyncio.get_running_loop()
@@ -81,9 +85,16 @@ class SendBuffer:
             timer.cancel()
         batch, self._batches[tier] = self._batches[tier], []
         if batch:
+            self._in_flight[tier] += 1
             task = asyncio.get_running_loop().create_task(self._store(batch))
             self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            task.add_done_callback(lambda t: self._stored(tier, t))
+
+    def _stored(self, tier: Priority, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        self._in_flight[tier] -= 1
+        if self._batches[tier] and not self._in_flight[tier]:
+            self._start(tier)  # what gathered meanwhile goes now
 
     async def _store(self, batch: list[Item]) -> None:
         for start in range(0, len(batch), self.config.max_batch):

@@ -49,7 +49,7 @@ async def test_concurrent_sends_of_a_tier_share_one_round_trip(
     ids = await asyncio.gather(*(job.send(n) for n in range(200)))
     assert len(set(ids)) == 200
     assert await raw.xlen(client.broker.keys("buf").stream(Priority.NORMAL)) == 200
-    assert sum(calls) == 200 and len(calls) <= 2, calls  # batched, not 200 round trips
+    assert sum(calls) == 200 and len(calls) <= 3, calls  # batched, not 200 round trips
     calls.clear()
     await job.send_with(priority="critical")(1)  # critical flushes at once, alone
     assert calls == [1]
@@ -70,15 +70,16 @@ async def test_send_nowait_then_flush_stores_everything(
 async def test_a_failed_flush_raises_in_every_awaiting_caller(tmp_path: Path) -> None:
     server = EmbeddedServer(tmp_path)
     server.start()
-    config = BufferConfig(intervals={p: 0.2 for p in Priority})  # time to stop the server
+    config = BufferConfig(intervals={p: 0.05 for p in Priority})
     client = await Client.connect(BusConfig.from_url(server.url, prefix="b"), buffering=config)
     e = engine()
     job = e.tasks["job"]
     client.bind(e)
     try:
+        await job.send(0)  # the bus works
+        await asyncio.to_thread(server.stop)  # then the flushes find the server gone
         sends = [asyncio.create_task(job.send(n)) for n in range(50)]
         nowait = job.send_nowait(99)
-        await asyncio.to_thread(server.stop)  # the flush will find the server gone
         results: list[Any] = await asyncio.gather(*sends, return_exceptions=True)
         assert all(isinstance(r, BusUnavailable) for r in results), results
         with pytest.raises(BusUnavailable):
