@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,19 @@ def start_worker(
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> list[int]:
+    """SIGTERM each worker and wait for its graceful exit; returns the exit codes. A worker
+    still running after ``timeout`` is killed and fails the test: a stop must not hang."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"worker {proc.pid} hung {timeout:.0f}s after SIGTERM") from None
+    return codes

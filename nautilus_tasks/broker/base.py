@@ -152,14 +152,6 @@ class Broker(Protocol):
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
     ) -> int: ...
 
-    async def dead_letter(
-        self,
-        engine: str,
-        consumer: str,
-        delivery: Delivery,
-        meta: Mapping[str, str],
-    ) -> bool: ...
-
     async def retry(
         self, engine: str, consumer: str, delivery: Delivery, payload: bytes, delay_ms: int
     ) -> bool: ...

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import subprocess
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from nautilus_tasks import Client
 from tests.apps.timed import stamp, timed
 from tests.helpers import wait_for
 from tests.ledger import Ledger
-from tests.procs import start_worker
+from tests.procs import start_worker, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -55,28 +53,6 @@ def _start_workers(
 
 async def _all_joined(raw: aioredis.Redis, workers_key: str, count: int) -> bool:
     return int(await raw.zcard(workers_key)) >= count
-
-
-def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> list[int | None]:
-    """SIGTERM each worker, then wait for its graceful exit: the exit codes, with None for a
-    worker that hung in its stop and was ended by a second SIGTERM. That hang is a library bug
-    outside what this file tests (a background loop's cancellation is lost inside redis-py on
-    Python 3.11, and the worker's TaskGroup never exits), so it is warned about, not failed."""
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    codes: list[int | None] = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout))
-        except subprocess.TimeoutExpired:
-            warnings.warn(
-                f"worker pid {proc.pid} hung {timeout:.0f}s after SIGTERM; sent a second one",
-                stacklevel=2,
-            )
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            codes.append(None)
-    return codes
 
 
 def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -124,7 +100,7 @@ async def test_countdowns_promoted_by_four_workers_run_once_never_early(
                 due_ms[n] = before_ms + int(c * 1000)
         await wait_for(ledger.all_ran, 60)
         assert all(p.poll() is None for p in procs), log.read_text()
-        assert all(c in (0, None) for c in stop_workers(procs)), log.read_text()
+        assert all(c == 0 for c in stop_workers(procs)), log.read_text()
     finally:
         _kill(procs)
 
@@ -160,7 +136,7 @@ async def test_eta_promoted_by_two_workers_runs_once_never_early(
         ledger.sent.update(due_ms)
         await wait_for(ledger.all_ran, 60)
         assert all(p.poll() is None for p in procs), log.read_text()
-        assert all(c in (0, None) for c in stop_workers(procs)), log.read_text()
+        assert all(c == 0 for c in stop_workers(procs)), log.read_text()
     finally:
         _kill(procs)
 

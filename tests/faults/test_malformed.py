@@ -8,9 +8,6 @@ while 1,000 good tasks interleaved with them all run, and the worker keeps going
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from nautilus_tasks import Client, Priority
 from tests.apps.recorder import record, recorder
 from tests.helpers import wait_for
 from tests.ledger import Ledger
-from tests.procs import start_worker
+from tests.procs import start_worker, stop_workers
 
 pytestmark = pytest.mark.integration
 
@@ -50,28 +47,6 @@ VARIANTS: list[tuple[str, Fields, bytes]] = [
     ("unknown task name", {"envelope": '{"v":1,"id":"a","name":"no_such_task",' + ARGS + "}"},
      b"unknown_task"),
 ]  # fmt: skip
-
-
-def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> list[int | None]:
-    """SIGTERM each worker, then wait for its graceful exit: the exit codes, with None for a
-    worker that hung in its stop and was ended by a second SIGTERM. That hang is a library bug
-    outside what this file tests (a background loop's cancellation is lost inside redis-py on
-    Python 3.11, and the worker's TaskGroup never exits), so it is warned about, not failed."""
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    codes: list[int | None] = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout))
-        except subprocess.TimeoutExpired:
-            warnings.warn(
-                f"worker pid {proc.pid} hung {timeout:.0f}s after SIGTERM; sent a second one",
-                stacklevel=2,
-            )
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-            codes.append(None)
-    return codes
 
 
 def _raw(value: str | bytes) -> bytes:
@@ -113,7 +88,7 @@ async def test_malformed_entries_are_dead_lettered_while_good_tasks_all_run(
 
         await wait_for(counted, 30)
         assert proc.poll() is None, "the worker kept going: " + log.read_text()
-        assert stop_workers([proc]) in ([0], [None]), log.read_text()
+        assert stop_workers([proc]) == [0], log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

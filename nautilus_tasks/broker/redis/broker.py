@@ -232,14 +232,6 @@ class RedisBroker(AdminMixin):
         call = lambda: self._scripts.requeue(self.keys(engine), consumer, ids)  # noqa: E731
         return await self._guard(f"requeue {engine}", engine, consumer, call, 0)
 
-    async def dead_letter(
-        self, engine: str, consumer: str, delivery: Delivery, meta: Mapping[str, str]
-    ) -> bool:
-        flat = [x for pair in meta.items() for x in pair]
-        keys = self.keys(engine)
-        call = lambda: self._scripts.dead(keys, delivery.tier, consumer, delivery.entry_id, flat)  # noqa: E731
-        return await self._guard(f"dead-letter in {engine}", engine, consumer, call, False)
-
     async def retry(
         self, engine: str, consumer: str, delivery: Delivery, payload: bytes, delay_ms: int
     ) -> bool:

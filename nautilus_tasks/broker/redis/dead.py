@@ -3,7 +3,7 @@
 A dead entry holds why the message died (``reason``, ``error_type``, ``error``,
 ``traceback``, ``attempts``, ``dead_at``, ``origin``, ``origin_id``, ``consumer``,
 ``message_id``, ``task``, ``deliveries``) and the original stream entry's fields under
-``orig:<field>`` (see ``lua/dead.lua`` and ``lua/reclaim.lua``).
+``orig:<field>`` (see ``lua/finish.lua`` and ``lua/reclaim.lua``).
 
 Replay is atomic per entry (``lua/replay.lua``): the entry is added to its tier stream and
 deleted from the dead-letter stream in one script, only if it is still there, so two

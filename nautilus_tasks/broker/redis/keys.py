@@ -28,6 +28,8 @@ key                                   type     what
 ====================================  =======  =============================================
 
 The consumer group of every inbox stream is named after the engine, ``E``.
+Most scripts touch one engine's keys only (one Cluster slot); ``finish.lua`` also writes a
+reply stream and other engines' inboxes (callbacks), and ``register.lua`` the registry.
 Each stream entry has one field, ``envelope`` (see ``docs/protocol.md``).
 """
 

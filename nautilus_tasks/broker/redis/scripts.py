@@ -21,7 +21,6 @@ NAMES = (
     "read",
     "ack",
     "requeue",
-    "dead",
     "schedule",
     "promote",
     "release",
@@ -85,12 +84,6 @@ class Scripts:
     ) -> int:
         args = [keys.group, consumer, *_ids_args(ids)]
         return int(await self._run("requeue", keys.streams, args))
-
-    async def dead(
-        self, keys: Keys, tier: Priority, consumer: str, entry_id: str, meta: Sequence[str]
-    ) -> bool:
-        args = [keys.group, consumer, entry_id, *meta]
-        return bool(await self._run("dead", [keys.stream(tier), keys.dead], args))
 
     async def schedule(
         self, keys: Keys, member: bytes, *, eta_ms: int | None, delay_ms: int | None
