@@ -15,7 +15,6 @@ The test side is here too: :func:`produce` sends with bookkeeping (:class:`Sends
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -31,23 +30,8 @@ from nautilus_tasks import Client, Engine
 from nautilus_tasks.context import current_message
 from nautilus_tasks.errors import BusError
 from nautilus_tasks.message import new_id
-
-
-class _Conn:
-    """The recorder's own connection, made lazily in the worker process."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_RECORD_URL"])
-        return cls.redis
-
-
-def key(name: str) -> str:
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
-
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 durable = Engine("durable")
 
@@ -59,7 +43,7 @@ async def record(n: int, work: float = 0.0) -> int:
         await asyncio.sleep(work)
     message = current_message()
     entry = "?" if message is None else message.entry_id
-    pipe = _Conn.get().pipeline(transaction=False)
+    pipe = connection("NT_RECORD_URL").pipeline(transaction=False)
     pipe.hincrby(key("runs"), str(n), 1)
     pipe.hincrby(key("entries"), f"{n}|{entry}", 1)
     await pipe.execute()

@@ -10,28 +10,11 @@ bug behind ``fixable`` is fixed.
 
 from __future__ import annotations
 
-import os
-
 import orjson
-import redis.asyncio as aioredis
 
 from nautilus_tasks import Engine, MessageContext, Retry, current_message
-
-
-class _Conn:
-    """The app's own connection, made lazily in the worker process."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_REDIS_URL"])
-        return cls.redis
-
-
-def key(name: str) -> str:
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 
 class Boom(Exception):
@@ -45,7 +28,7 @@ async def _record(task: str, n: int) -> MessageContext:
     """Append this run (attempt, Redis TIME in ms, ids) to ``P:test:runs:<n>``."""
     msg = current_message()
     assert msg is not None
-    conn = _Conn.get()
+    conn = connection()
     seconds, micros = await conn.time()
     run = {
         "task": task,
@@ -59,7 +42,7 @@ async def _record(task: str, n: int) -> MessageContext:
 
 
 async def _done(n: int, attempt: int) -> None:
-    await _Conn.get().hset(key("done"), str(n), str(attempt))
+    await connection().hset(key("done"), str(n), str(attempt))
 
 
 @flaky.task(retries=3, backoff_base=0.2, backoff_max=2)
@@ -73,7 +56,7 @@ async def always_fails(n: int) -> None:
 async def fixable(n: int) -> None:
     """Fails until ``P:test:fixed`` is set (the fix is deployed), then succeeds."""
     msg = await _record("fixable", n)
-    if not await _Conn.get().exists(key("fixed")):
+    if not await connection().exists(key("fixed")):
         raise RuntimeError(f"not fixed yet ({n})")
     await _done(n, msg.attempt)
 

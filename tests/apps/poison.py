@@ -12,26 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 
-import redis.asyncio as aioredis
-
 from nautilus_tasks import Engine, current_message
-
-
-class _Conn:
-    """This app's own connection, made lazily in the worker process."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_REDIS_URL"])
-        return cls.redis
-
-
-def key(name: str) -> str:
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
-
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 poison = Engine("poison")
 
@@ -44,7 +27,7 @@ async def good(n: int, pause: float = 0.0) -> int:
     """Take ``pause`` seconds of work, then record the execution."""
     if pause:
         await asyncio.sleep(pause)
-    await _Conn.get().hincrby(key("runs"), str(n), 1)
+    await connection().hincrby(key("runs"), str(n), 1)
     return n
 
 
@@ -52,7 +35,7 @@ async def good(n: int, pause: float = 0.0) -> int:
 async def crash(n: int) -> None:
     """Record the start (and the delivery count), then kill the worker process."""
     context = current_message()
-    conn = _Conn.get()
+    conn = connection()
     await conn.incr(key("crash_starts"))
     await conn.rpush(key("crash_deliveries"), -1 if context is None else context.deliveries)
     await asyncio.sleep(CRASH_PAUSE)

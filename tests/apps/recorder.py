@@ -7,28 +7,10 @@ Keys (under the run's NT_PREFIX): ``P:test:runs`` hash n -> executions,
 from __future__ import annotations
 
 import asyncio
-import os
-
-import redis.asyncio as aioredis
 
 from nautilus_tasks import Engine
-
-
-class _Conn:
-    """The recorder's own connection, made lazily in the worker process."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_REDIS_URL"])
-        return cls.redis
-
-
-def key(name: str) -> str:
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
-
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 recorder = Engine("recorder")
 
@@ -36,7 +18,7 @@ recorder = Engine("recorder")
 @recorder.task
 async def record(n: int, pause: float = 0.0) -> int:
     """Count a start, take ``pause`` seconds of work, then record the execution."""
-    conn = _Conn.get()
+    conn = connection()
     await conn.incr(key("started"))
     if pause:
         await asyncio.sleep(pause)

@@ -23,9 +23,9 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar, cast
 
-import redis.asyncio as aioredis
-
 from nautilus_tasks import Engine, MessageContext, current_message
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 slow = Engine("slow")
 
@@ -35,26 +35,9 @@ GATE_TIMEOUT = 60
 """Seconds the first holder waits for the gate at most (the test opens it much sooner)."""
 
 
-class _Conn:
-    """This process's own connection to the test server, made lazily."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_REDIS_URL"])
-        return cls.redis
-
-
 async def ready(value: Awaitable[T] | T) -> T:
     """Await a redis-py command: typed as sync-or-async, it is awaitable on asyncio clients."""
     return await cast(Awaitable[T], value)
-
-
-def key(name: str) -> str:
-    """A key of this test run: ``P:test:name``."""
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
 
 
 def _context() -> MessageContext:
@@ -73,14 +56,14 @@ async def quick(n: int, pause: float = 0.0) -> int:
     """A few milliseconds of work, then record the execution (kill -9 test)."""
     if pause:
         await asyncio.sleep(pause)
-    await ready(_Conn.get().hincrby(key("runs"), str(n), 1))
+    await ready(connection().hincrby(key("runs"), str(n), 1))
     return n
 
 
 @slow.task
 async def timed(n: int, pause: float) -> int:
     """``pause`` seconds of work, recording start, end, delivery count and pid (long task)."""
-    conn = _Conn.get()
+    conn = connection()
     deliveries = _context().deliveries
     await ready(conn.hset(key("began"), str(n), _ms()))
     await asyncio.sleep(pause)
@@ -100,7 +83,7 @@ async def _hold(n: int, fail: bool, wait_later: bool) -> int:
     """The first process to run this blocks on ``gate`` (the test pauses it there), then
     finishes or, with ``fail``, raises. A later run (the reclaiming worker's) finishes, at
     once or, with ``wait_later``, when the test opens ``gate2``."""
-    conn = _Conn.get()
+    conn = connection()
     deliveries = _context().deliveries
     pid = os.getpid()
     await ready(conn.rpush(key("starts"), f"{pid}:{deliveries}"))

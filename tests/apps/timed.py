@@ -8,28 +8,9 @@ The connection is opened on first use, per process.
 
 from __future__ import annotations
 
-import os
-
-import redis.asyncio as aioredis
-
 from nautilus_tasks import Engine
-
-
-class _Conn:
-    """This app's own connection, made lazily in the worker process."""
-
-    redis: aioredis.Redis | None = None
-
-    @classmethod
-    def get(cls) -> aioredis.Redis:
-        if cls.redis is None:
-            cls.redis = aioredis.Redis.from_url(os.environ["NT_REDIS_URL"])
-        return cls.redis
-
-
-def key(name: str) -> str:
-    return f"{os.environ['NT_PREFIX']}:test:{name}"
-
+from tests.apps.common import conn as connection
+from tests.apps.common import key
 
 timed = Engine("timed")
 
@@ -38,13 +19,13 @@ FLEETING_TTL = 0.3
 
 
 async def _record(n: int) -> None:
-    await _Conn.get().hincrby(key("runs"), str(n), 1)
+    await connection().hincrby(key("runs"), str(n), 1)
 
 
 @timed.task
 async def stamp(n: int) -> None:
     """Record the Redis TIME at the start, then the execution."""
-    conn = _Conn.get()
+    conn = connection()
     seconds, micros = await conn.time()
     await conn.rpush(key("starts"), f"{n}:{seconds * 1_000_000 + micros}")
     await _record(n)

@@ -90,7 +90,7 @@ async def test_task_of_five_leases_and_its_prefetched_backlog_are_never_reclaime
 
 
 def key_of(prefix: str, name: str) -> str:
-    """``tests.apps.slow.key`` for this test's prefix (the test process has no NT_PREFIX)."""
+    """``tests.apps.common.key`` for this test's prefix (the test process has no NT_PREFIX)."""
     return f"{prefix}:test:{name}"
 
 

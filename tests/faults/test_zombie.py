@@ -151,7 +151,7 @@ async def _started(raw: aioredis.Redis, prefix: str, n: int) -> bool:
 
 
 def _key(prefix: str, name: str) -> str:
-    """``tests.apps.slow.key`` for this test's prefix (the test process has no NT_PREFIX)."""
+    """``tests.apps.common.key`` for this test's prefix (the test process has no NT_PREFIX)."""
     return f"{prefix}:test:{name}"
 
 
