@@ -15,10 +15,12 @@ analytics   :mod:`engines.analytics`   ``record_trade`` (low): P&L; on ``market.
                                        marks to market
 alerts      :mod:`engines.alerts`      on ``risk.breach.#``: records and pushes breach alerts
                                        to clients (a websocket fan-out stand-in); ``summary``
+health      :mod:`engines.health`      ``ping`` (high), enqueued every minute by the scheduler
+                                       (``@health.periodic``)
 ==========  =========================  ======================================================
 
 The messages and topics are those of :mod:`engines.models`; :mod:`engines.var` holds the
 VaR math. Each engine module holds its in-process state in module-level objects and does
-no I/O at import time. The top-level ``Procfile`` runs one worker per engine;
-``python -m workers.demo`` drives them.
+no I/O at import time. The top-level ``Procfile`` runs one worker per engine and a
+``nautilus-tasks scheduler`` (for ``health``); ``python -m workers.demo`` drives them.
 """

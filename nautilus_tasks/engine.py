@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, NotBound, UnknownTask
+from .periodic import DEFAULT_MAX_CATCHUP, EPOCH, Misfire, Schedule
 from .priority import Priority
 from .task import Task, TaskOptions
 from .topics import check_pattern
@@ -46,6 +48,8 @@ class Engine:
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.handlers: list[Task[Any, Any]] = []
         """Event handlers, in declaration order (each is also in ``tasks``)."""
+        self.schedules: dict[str, Schedule] = {}
+        """Periodic schedules by id, declared with ``periodic``."""
         self._client: Client | None = None
 
     def __repr__(self) -> str:
@@ -103,6 +107,63 @@ class Engine:
             handler.pattern = pattern
             self.handlers.append(handler)
             return handler
+
+        return decorate
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        tz: str = "UTC",
+        args: tuple[Any, ...] | list[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        priority: Priority | str | None = None,
+        misfire: Misfire = "once",
+        max_catchup: int = DEFAULT_MAX_CATCHUP,
+        anchor: datetime = EPOCH,
+        id: str | None = None,
+    ) -> Callable[[Task[P, R]], Task[P, R]]:
+        """Enqueue a task on a schedule; stack it on ``@engine.task``::
+
+            @engine.periodic(cron="*/5 * * * *", tz="Europe/London", misfire="skip")
+            @engine.task
+            async def refresh() -> None: ...
+
+        ``cron`` is a 5-field crontab expression in ``tz``; ``every`` a fixed period counted
+        from ``anchor`` (the Unix epoch), so every scheduler process computes the same ticks.
+        ``misfire`` (``skip``, ``once``, ``all``) handles ticks missed while no scheduler ran.
+        The id (default ``engine.task``) names the schedule in Redis. Declaring does no I/O;
+        ``nautilus-tasks scheduler`` runs the schedules.
+        """
+
+        def decorate(task: Task[P, R]) -> Task[P, R]:
+            if not isinstance(task, Task) or task.engine is not self:
+                raise ConfigurationError(
+                    f"@{self.name}.periodic applies to a task of engine {self.name!r}:"
+                    f" stack it on top of @{self.name}.task"
+                )
+            if task.pattern is not None:
+                raise ConfigurationError(f"{task.qualified_name} is an event handler")
+            schedule = Schedule(
+                id=id or task.qualified_name,
+                task=task,
+                cron=cron,
+                every=every,
+                tz=tz,
+                args=tuple(args),
+                kwargs=dict(kwargs or {}),
+                priority=None if priority is None else Priority.parse(priority),
+                misfire=misfire,
+                max_catchup=max_catchup,
+                anchor=anchor,
+            )
+            if schedule.id in self.schedules:
+                raise ConfigurationError(
+                    f"engine {self.name!r} already has a schedule {schedule.id!r}; pass id="
+                )
+            self.schedules[schedule.id] = schedule
+            return task
 
         return decorate
 

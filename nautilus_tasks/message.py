@@ -62,6 +62,10 @@ class Envelope(BaseModel):
     trace_id: str | None = None
     eta: int | None = None
     result_ttl: int | None = Field(default=None, gt=0)
+    schedule: str | None = None
+    """The periodic schedule that sent this task (see ``Engine.periodic``)."""
+    fire_time: int | None = None
+    """The nominal fire time of that schedule's tick, epoch ms (not when it was sent)."""
 
     @property
     def tier(self) -> Priority:

@@ -26,6 +26,19 @@ def start_worker(
     )
 
 
+def start_scheduler(app: str, url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    """``python -m nautilus_tasks scheduler APP``, its output appended to ``log``."""
+    env = {**os.environ, "NT_REDIS_URL": url, "NT_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nautilus_tasks", "scheduler", app],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 def stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> list[int]:
     """SIGTERM each worker and wait for its graceful exit; returns the exit codes. A worker
     still running after ``timeout`` is killed and fails the test: a stop must not hang."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..priority import Priority
 
@@ -104,6 +104,34 @@ class EngineInfo:
     stats: dict[str, bytes] = field(default_factory=dict)
 
 
+TickStatus = Literal["enqueued", "duplicate", "stale", "full"]
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What ``enqueue_tick`` did with one tick of a periodic schedule."""
+
+    status: TickStatus
+    """``enqueued``; ``duplicate`` (taken by another scheduler); ``stale`` (a later tick
+    was taken already); ``full`` (taken, but dropped: the inbox is at its max_backlog)."""
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """What the bus remembers of one periodic schedule."""
+
+    fire_ms: int | None = None
+    """Nominal fire time of the latest tick taken (epoch ms)."""
+    enqueued_at_ms: int | None = None
+    """When the latest enqueue happened, by the server's clock (epoch ms)."""
+    message_id: str | None = None
+    enqueued: int = 0
+    refused: int = 0
+    """Attempts refused as duplicate or stale: the other schedulers' share of the ticks."""
+    full: int = 0
+
+
 class Broker(Protocol):
     """The operations of a bus. Every method may raise BusUnavailable or BusError."""
 
@@ -198,6 +226,21 @@ class Broker(Protocol):
     async def delete_replies(self, client_id: str, ids: Sequence[str], ttl_ms: int) -> None: ...
 
     async def get_result(self, engine: str, message_id: str) -> bytes | None: ...
+
+    async def enqueue_tick(
+        self,
+        engine: str,
+        tier: Priority,
+        schedule: str,
+        fire_ms: int,
+        payload: bytes,
+        *,
+        message_id: str,
+        dedup_ms: int,
+        max_backlog: int | None = None,
+    ) -> TickResult: ...
+
+    async def schedule_states(self, engine: str) -> dict[str, ScheduleState]: ...
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]: ...
 

@@ -68,6 +68,22 @@ def load_engine(spec: str) -> Engine:
     return engine
 
 
+def load_engines(spec: str) -> list[Engine]:
+    """``module:engine`` (that engine), or ``module`` (every engine it holds, at least one)."""
+    if ":" in spec:
+        return [load_engine(spec)]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(spec)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import {spec!r}: {exc}") from exc
+    engines = [v for v in vars(module).values() if isinstance(v, Engine)]
+    if not engines:
+        raise click.ClickException(f"{spec} holds no Engine")
+    return engines
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; framework errors become a clean CLI error."""
     try:

@@ -13,8 +13,8 @@ from redis import exceptions as rexc
 from ...config import BusConfig
 from ...errors import BacklogFull
 from ...priority import TIERS, Priority
-from ..base import Delivery, Finish, Reclaimed
-from . import messaging
+from ..base import Delivery, Finish, Reclaimed, ScheduleState, TickResult
+from . import messaging, ticks
 from .errors import mapped_errors
 from .inspect import AdminMixin
 from .keys import Keys
@@ -342,6 +342,30 @@ class RedisBroker(AdminMixin):
     async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int:
         async with mapped_errors(f"trim dead letters of {engine}"):
             return await self._scripts.trim_dead(self.keys(engine), max_len, max_age_ms)
+
+    async def enqueue_tick(
+        self,
+        engine: str,
+        tier: Priority,
+        schedule: str,
+        fire_ms: int,
+        payload: bytes,
+        *,
+        message_id: str,
+        dedup_ms: int,
+        max_backlog: int | None = None,
+    ) -> TickResult:
+        """Dedup one tick of a schedule and XADD its task, in one script (``tick.lua``)."""
+        args = [dedup_ms, "" if max_backlog is None else max_backlog, message_id, payload]
+        async with mapped_errors(f"tick {schedule}@{fire_ms} of {engine}"):
+            status, entry_id = await self._scripts.tick(
+                self.keys(engine), tier, schedule, fire_ms, args
+            )
+        return ticks.tick_result(status, entry_id)
+
+    async def schedule_states(self, engine: str) -> dict[str, ScheduleState]:
+        async with mapped_errors(f"read schedules of {engine}"):
+            return await ticks.schedule_states(self._redis, self.keys(engine))
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]:
         """Every entry id this consumer holds, per tier."""

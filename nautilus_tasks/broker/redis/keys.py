@@ -19,6 +19,14 @@ key                                   type     what
 ``P:{E}:stats``                       hash     consumer name -> JSON counters and latency
                                                histogram, written by each worker
 ``P:{E}:result:<message id>``         string   a stored outcome (reply envelope), with a TTL
+``P:{E}:schedules``                   hash     periodic schedules of E's tasks: per schedule id
+                                               S, ``S|fire`` = nominal fire time (epoch ms) of
+                                               the latest tick taken, ``S|at`` = Redis time of
+                                               the latest enqueue, ``S|message`` = its message
+                                               id, ``S|enqueued`` / ``S|refused`` / ``S|full``
+                                               = counters (see ``lua/tick.lua``)
+``P:{E}:tick:<S>:<fire ms>``          string   dedup key of one tick of schedule S, set NX
+                                               with an expiry by the scheduler that enqueues it
 ``P:reply:<client id>``               stream   one requesting process's replies; the live
                                                client refreshes its TTL and deletes what it
                                                read, so a dead caller's stream expires
@@ -41,7 +49,17 @@ from ...priority import TIERS, Priority
 class Keys:
     """Key names of one engine on one bus."""
 
-    __slots__ = ("dead", "delayed", "engine", "group", "prefix", "stats", "streams", "workers")
+    __slots__ = (
+        "dead",
+        "delayed",
+        "engine",
+        "group",
+        "prefix",
+        "schedules",
+        "stats",
+        "streams",
+        "workers",
+    )
 
     def __init__(self, prefix: str, engine: str) -> None:
         self.prefix = prefix
@@ -52,6 +70,7 @@ class Keys:
         self.dead = f"{base}:dead"
         self.workers = f"{base}:workers"
         self.stats = f"{base}:stats"
+        self.schedules = f"{base}:schedules"
         self.group = engine
 
     def stream(self, priority: Priority) -> str:
@@ -61,6 +80,10 @@ class Keys:
     def result(self, message_id: str) -> str:
         """Where the outcome of message ``message_id`` is stored."""
         return f"{self.prefix}:{{{self.engine}}}:result:{message_id}"
+
+    def tick(self, schedule: str, fire_ms: int) -> str:
+        """The dedup key of one tick of a periodic schedule."""
+        return f"{self.prefix}:{{{self.engine}}}:tick:{schedule}:{fire_ms}"
 
 
 def reply_stream(prefix: str, client_id: str) -> str:

@@ -31,6 +31,7 @@ NAMES = (
     "trim_dead",
     "finish",
     "register",
+    "tick",
 )
 
 
@@ -153,3 +154,16 @@ class Scripts:
         self, registry: str, version: str, engine: str, patterns: Sequence[str]
     ) -> int:
         return int(await self._run("register", [registry, version], [engine, *patterns]))
+
+    async def tick(
+        self,
+        keys: Keys,
+        tier: Priority,
+        schedule: str,
+        fire_ms: int,
+        args: Sequence[Any],
+    ) -> tuple[str, str]:
+        """``args``: dedup expiry ms, max backlog ('' for none), message id, envelope."""
+        keys_ = [keys.tick(schedule, fire_ms), keys.schedules, keys.stream(tier)]
+        status, entry_id = await self._run("tick", keys_, [schedule, fire_ms, *args])
+        return _text(status), _text(entry_id)

@@ -1,0 +1,16 @@
+"""A scheduler test app: ``tick`` every second, never run by a worker in the tests (the
+tests read the enqueued envelopes straight from the inbox stream)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from nautilus_tasks import Engine
+
+ticker = Engine("ticker")
+
+
+@ticker.periodic(every=timedelta(seconds=1), kwargs={"label": "every second"})
+@ticker.task
+async def tick(label: str) -> str:
+    return label
