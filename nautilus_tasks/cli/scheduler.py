@@ -85,10 +85,13 @@ async def _states(
 
 @click.command("schedules")
 @click.argument("app")
+@click.option("--bus", "extra_buses", multiple=True, metavar="NAME=URL", help="Another bus.")
 @bus_options
-def schedules_command(app: str, redis_url: str | None, prefix: str) -> None:
+def schedules_command(
+    app: str, extra_buses: tuple[str, ...], redis_url: str | None, prefix: str
+) -> None:
     """List the schedules of APP: next fire time and last enqueue (times in UTC)."""
-    rows = run(_states(app, redis_url, prefix))
+    rows = run(_states(app, extra_buses, redis_url, prefix))
     table = Table(title=f"schedules of {app} (UTC)")
     for column in ("schedule", "task", "when", "misfire", "next fire", "last tick"):
         table.add_column(column, no_wrap=True)
