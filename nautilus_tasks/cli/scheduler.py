@@ -70,10 +70,10 @@ def _next_fire(schedule: Schedule) -> str:
 
 
 async def _states(
-    app: str, redis_url: str | None, prefix: str
+    app: str, extra_buses: tuple[str, ...], redis_url: str | None, prefix: str
 ) -> list[tuple[Schedule, ScheduleState]]:
     engines = _engines_with_schedules(app)
-    buses = _buses(bus_config(redis_url, prefix), (), ())
+    buses = _buses(bus_config(redis_url, prefix), extra_buses, ())
     rows = []
     async with await Client.connect(buses, source="cli") as client:
         for engine in engines:
