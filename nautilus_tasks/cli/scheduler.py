@@ -63,7 +63,10 @@ def _format(moment: datetime) -> str:
 
 
 def _next_fire(schedule: Schedule) -> str:
-    from ..scheduler import ticks
+    try:
+        from ..scheduler import ticks
+    except ImportError:
+        return "(needs apscheduler)"
 
     moment = ticks.next_after(ticks.make_trigger(schedule), datetime.now(UTC))
     return "-" if moment is None else _format(moment)

@@ -3,7 +3,10 @@ triggers, misfire selection, and the scheduler's catch-up and live ticks on a fa
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -230,3 +233,13 @@ async def test_live_ticks_follow_the_trigger_not_the_wake_up_time() -> None:
         now[0] = 1_800_000_000 + wake
         await scheduler.fire_due(entry)
     assert [ms - 1_800_000_000_000 for ms in broker.ticks] == [1000, 2000, 3000, 4000, 5000]
+
+
+def test_declaring_schedules_does_not_import_apscheduler() -> None:
+    code = (
+        "import sys, engines.health, tests.apps.scheduled\n"
+        "assert engines.health.health.schedules\n"
+        "assert 'apscheduler' not in sys.modules, 'apscheduler imported'\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
