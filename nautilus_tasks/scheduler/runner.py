@@ -10,6 +10,7 @@ tick never runs inside APScheduler, so a stop waits for the tick in flight and n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 
 from ..broker.base import ScheduleState
-from ..errors import ConfigurationError, NautilusTasksError
+from ..errors import BusError, ConfigurationError, NautilusTasksError
 from ..message import encode
 from ..periodic import Schedule
 from ..task import SendOptions
@@ -74,17 +75,34 @@ class Scheduler:
         """Set once the catch-up is done and APScheduler runs."""
         self._clock = clock
         self._wakeups: asyncio.Queue[Entry | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
     def stop(self) -> None:
         """Stop after the tick in flight, if any (safe from a signal handler)."""
+        self._stopping.set()
         self._wakeups.put_nowait(None)
+
+    async def _start(self) -> bool:
+        """Catch up, retrying with backoff while the bus is down; False if stopped first."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self.catch_up()
+                return True
+            except BusError as exc:
+                log.warning("cannot catch up (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(10.0, delay * 2)
+        return False
 
     async def run(self) -> None:
         """Catch up, then enqueue each tick as APScheduler wakes us, until ``stop()``."""
-        await self.catch_up()
+        if not await self._start():
+            return
         aps = AsyncIOScheduler(timezone=UTC)
         for entry in self.entries:
             aps.add_job(

@@ -3,6 +3,7 @@ triggers, misfire selection, and the scheduler's catch-up and live ticks on a fa
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -12,11 +13,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from nautilus_tasks import ConfigurationError, Engine, Priority
+from nautilus_tasks import BusUnavailable, ConfigurationError, Engine, Priority
 from nautilus_tasks.broker.base import ScheduleState, TickResult
 from nautilus_tasks.periodic import cron_values
 from nautilus_tasks.scheduler import Scheduler
 from nautilus_tasks.scheduler import ticks as t
+from tests.helpers import wait_for
 
 MINUTE = timedelta(minutes=1)
 
@@ -243,3 +245,37 @@ def test_declaring_schedules_does_not_import_apscheduler() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=60)
+
+
+class DownBroker(FakeBroker):
+    """Unreachable for the first ``failures`` reads of the schedules' state."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(None)
+        self.failures = failures
+        self.reads = 0
+
+    async def schedule_states(self, engine: str) -> dict[str, ScheduleState]:
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise BusUnavailable("down")
+        return await super().schedule_states(engine)
+
+
+async def test_a_scheduler_retries_its_catch_up_while_the_bus_is_down() -> None:
+    engine = declare(every=timedelta(seconds=1))
+    broker = DownBroker(failures=1)
+    scheduler = Scheduler([engine], FakeClient(broker))  # type: ignore[arg-type]
+    runner = asyncio.create_task(scheduler.run())
+    await asyncio.wait_for(scheduler.started.wait(), 10)
+    scheduler.stop()
+    await asyncio.wait_for(runner, 10)
+    assert broker.reads == 2
+    # stopped while the bus is still down: it returns without starting
+    broker = DownBroker(failures=1000)
+    scheduler = Scheduler([engine], FakeClient(broker))  # type: ignore[arg-type]
+    runner = asyncio.create_task(scheduler.run())
+    await wait_for(lambda: broker.reads > 0, timeout=10)
+    scheduler.stop()
+    await asyncio.wait_for(runner, 10)
+    assert not scheduler.started.is_set() and broker.reads < 1000
