@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .errors import ConfigurationError, NotBound, UnknownTask
-from .periodic import DEFAULT_MAX_CATCHUP, EPOCH, Misfire, Schedule
+from .periodic import DEFAULT_MAX_CATCHUP, EPOCH, Misfire, Schedule, check_timing
 from .priority import Priority
 from .task import Task, TaskOptions
 from .topics import check_pattern
@@ -136,6 +136,9 @@ class Engine:
         The id (default ``engine.task``) names the schedule in Redis. Declaring does no I/O;
         ``nautilus-tasks scheduler`` runs the schedules.
         """
+        label = f"@{self.name}.periodic"
+        check_timing(label, cron, every, tz, misfire, max_catchup, anchor)
+        tier = None if priority is None else Priority.parse(priority)
 
         def decorate(task: Task[P, R]) -> Task[P, R]:
             if not isinstance(task, Task) or task.engine is not self:
@@ -153,7 +156,7 @@ class Engine:
                 tz=tz,
                 args=tuple(args),
                 kwargs=dict(kwargs or {}),
-                priority=None if priority is None else Priority.parse(priority),
+                priority=tier,
                 misfire=misfire,
                 max_catchup=max_catchup,
                 anchor=anchor,

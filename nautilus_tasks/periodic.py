@@ -93,6 +93,33 @@ def _check_tz(tz: str) -> None:
         raise ConfigurationError(f"unknown time zone {tz!r}") from exc
 
 
+def check_timing(
+    label: str,
+    cron: str | None,
+    every: timedelta | None,
+    tz: str,
+    misfire: str,
+    max_catchup: int,
+    anchor: datetime,
+) -> None:
+    """The options saying when a schedule fires and catches up, or ConfigurationError."""
+    if (cron is None) == (every is None):
+        raise ConfigurationError(f"{label}: give cron= or every=, exactly one")
+    if cron is not None:
+        check_cron(cron)
+    if every is not None and every < timedelta(seconds=1):
+        raise ConfigurationError(f"{label}: every= must be at least 1 second")
+    if misfire not in MISFIRE_POLICIES:
+        raise ConfigurationError(
+            f"{label}: misfire is one of {', '.join(MISFIRE_POLICIES)}, not {misfire!r}"
+        )
+    if max_catchup < 1:
+        raise ConfigurationError(f"{label}: max_catchup must be >= 1")
+    if anchor.tzinfo is None:
+        raise ConfigurationError(f"{label}: anchor needs a time zone")
+    _check_tz(tz)
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     """One declared schedule of a task: when it fires and with what arguments.
@@ -120,22 +147,15 @@ class Schedule:
             raise ConfigurationError(
                 f"schedule id {self.id!r}: letters, digits, '_', '.', ':' or '-' (1-200)"
             )
-        if (self.cron is None) == (self.every is None):
-            raise ConfigurationError(f"schedule {self.id!r}: give cron= or every=, exactly one")
-        if self.cron is not None:
-            check_cron(self.cron)
-        if self.every is not None and self.every < timedelta(seconds=1):
-            raise ConfigurationError(f"schedule {self.id!r}: every= must be at least 1 second")
-        if self.misfire not in MISFIRE_POLICIES:
-            raise ConfigurationError(
-                f"schedule {self.id!r}: misfire is one of {', '.join(MISFIRE_POLICIES)},"
-                f" not {self.misfire!r}"
-            )
-        if self.max_catchup < 1:
-            raise ConfigurationError(f"schedule {self.id!r}: max_catchup must be >= 1")
-        if self.anchor.tzinfo is None:
-            raise ConfigurationError(f"schedule {self.id!r}: anchor needs a time zone")
-        _check_tz(self.tz)
+        check_timing(
+            f"schedule {self.id!r}",
+            cron=self.cron,
+            every=self.every,
+            tz=self.tz,
+            misfire=self.misfire,
+            max_catchup=self.max_catchup,
+            anchor=self.anchor,
+        )
         if self.priority is not None:
             object.__setattr__(self, "priority", Priority.parse(self.priority))
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,14 @@ def test_a_schedule_is_declared_on_a_task_with_a_stable_id() -> None:
 def test_bad_schedules_fail_at_declaration(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         declare(**options)
+
+
+def test_bad_timing_fails_before_the_decorator_is_applied() -> None:
+    engine = Engine("early")
+    with pytest.raises(ConfigurationError, match=r"@early\.periodic: misfire is one of"):
+        engine.periodic(every=MINUTE, misfire="never")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="outside 0-23"):
+        engine.periodic(cron="0 24 * * *")
 
 
 def test_periodic_needs_a_task_of_its_engine_and_unique_ids() -> None:
@@ -279,3 +288,22 @@ async def test_a_scheduler_retries_its_catch_up_while_the_bus_is_down() -> None:
     scheduler.stop()
     await asyncio.wait_for(runner, 10)
     assert not scheduler.started.is_set() and broker.reads < 1000
+
+
+async def test_the_health_ping_reports_the_tick_it_answers() -> None:
+    from engines.health import health, ping
+    from nautilus_tasks.context import MessageContext, reset_current, set_current
+    from nautilus_tasks.message import Envelope
+
+    assert health.schedules["health.ping"].describe() == "cron * * * * * UTC"
+    fire = int(time.time() * 1000) - 1500
+    envelope = Envelope(id="m1", name="ping", schedule="health.ping", fire_time=fire)
+    token = set_current(MessageContext(envelope, "health", "1-0", Priority.HIGH, 1))
+    try:
+        pong = await ping.run_local(service="platform")
+    finally:
+        reset_current(token)
+    assert (pong.service, pong.fire_time) == ("platform", fire)
+    assert pong.lag_ms is not None and pong.lag_ms >= 1500
+    outside = await ping.run_local(service="platform")
+    assert outside.fire_time is None and outside.lag_ms is None
