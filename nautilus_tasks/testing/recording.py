@@ -12,6 +12,7 @@ from typing import Any
 
 from ..broker.base import Finish, Publish
 from ..broker.redis import RedisBroker
+from ..errors import MalformedMessage
 from ..message import ENVELOPE_FIELD, Envelope, Kind, decode
 from ..priority import Priority
 
@@ -71,10 +72,16 @@ class Journal:
     published: list[PublishedEvent] = field(default_factory=list)
     errors: list[HandlerError] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    malformed: list[tuple[str, bytes]] = field(default_factory=list)
+    """Payloads sent that are not valid envelopes: (engine, payload)."""
     _events: dict[str, int] = field(default_factory=dict)
 
     def message(self, engine: str, payload: bytes) -> None:
-        envelope = decode({ENVELOPE_FIELD: payload})
+        try:
+            envelope = decode({ENVELOPE_FIELD: payload})
+        except MalformedMessage:  # sent raw on purpose, say: kept as it was sent
+            self.malformed.append((engine, payload))
+            return
         if envelope.kind is Kind.EVENT:
             self.event(envelope, [engine])
             return

@@ -7,6 +7,7 @@ it before each test.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -99,3 +100,18 @@ def stamp(text: str) -> str:
 async def on_order(receipt: Receipt, topic: str) -> str:
     calls.append(("audit", topic))
     return receipt.order_id
+
+
+@audit.task
+async def verify(order: Order) -> float:
+    """Asks the shop for the price while it runs: a request from inside a handler."""
+    calls.append(("verify", order.id))
+    receipt = await price.request(order, timeout=10)
+    return receipt.total
+
+
+@shop.task(retries=0)
+async def hang() -> None:
+    """Never finishes on its own."""
+    calls.append(("hang", None))
+    await asyncio.Event().wait()
