@@ -143,3 +143,39 @@ def test_the_sync_face_for_plain_def_tests(nt_sync_bus: SyncTestBus) -> None:
     with pytest.raises(RuntimeError):
         nt_sync_bus.drain()
     assert [d.reason for d in nt_sync_bus.dead_letters(shop)] == ["failed"]
+
+
+async def test_engines_on_other_buses_and_routed_topics() -> None:
+    feed = Engine("feed", bus="market")
+    desk = Engine("desk")
+    seen: list[str] = []
+
+    @feed.task
+    async def tick(symbol: str) -> None:
+        await feed.publish(f"md.tick.{symbol}", {"symbol": symbol})
+
+    @desk.on("md.tick.*")
+    async def on_tick(payload: dict[str, str]) -> None:
+        seen.append(payload["symbol"])
+
+    async with TestBus(feed, desk, routes={"md.#": "market"}) as bus:
+        assert sorted(bus.client.links) == ["default", "market"]
+        await tick.send("AAPL")
+        await bus.drain()
+        assert seen == ["AAPL"]
+        [event] = bus.published("md.#")
+        assert event.engines == {"desk"}
+
+
+async def test_a_message_to_an_engine_off_the_bus_is_recorded_and_waits(nt_bus: TestBus) -> None:
+    other = Engine("other")
+
+    @other.task
+    async def note(text: str) -> None:
+        calls.append(("note", text))
+
+    nt_bus.client.bind(other)
+    await note.send("kept")
+    await nt_bus.drain()
+    assert [m.args for m in nt_bus.sent(note)] == [["kept"]]
+    assert calls == []  # no runner for "other": the message stays in its inbox
