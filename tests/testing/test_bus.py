@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nautilus_tasks import Engine, NotBound
+from nautilus_tasks import Engine, NotBound, TaskFailed
 from nautilus_tasks.errors import DrainTimeout
 from nautilus_tasks.testing import SyncTestBus, TestBus
 
@@ -179,3 +179,13 @@ async def test_a_message_to_an_engine_off_the_bus_is_recorded_and_waits(nt_bus: 
     await nt_bus.drain()
     assert [m.args for m in nt_bus.sent(note)] == [["kept"]]
     assert calls == []  # no runner for "other": the message stays in its inbox
+
+
+async def test_a_failed_request_raises_task_failed_and_the_error_is_collected(
+    nt_bus: TestBus,
+) -> None:
+    with pytest.raises(TaskFailed, match="exploded on 7") as info:
+        await explode.request(7, timeout=5)
+    assert "raise RuntimeError" in info.value.traceback  # the remote traceback, as text
+    assert [str(e.exception) for e in nt_bus.errors] == ["exploded on 7"]
+    await nt_bus.drain()  # collected while the request waited: not raised by a drain
