@@ -16,13 +16,14 @@ from redis.exceptions import ResponseError
 
 from nautilus_tasks import BusConfig
 from nautilus_tasks.broker.redis import RedisBroker
+from nautilus_tasks.dlq import DeadLetters
 from nautilus_tasks.embedded import EmbeddedServer
-from nautilus_tasks.errors import BusError, BusFull
+from nautilus_tasks.errors import BacklogFull, BusError, BusFull
 from nautilus_tasks.message import Envelope, encode
 from nautilus_tasks.priority import Priority
 from nautilus_tasks.testing import TestBus
 
-from .apps import calls, remind, shop
+from .apps import calls, explode, remind, shop
 
 pytestmark = pytest.mark.nt_engines(shop)
 PAYLOAD = encode(Envelope(id="m1", name="remind", body={"args": ["x"], "kwargs": {}}))
@@ -184,3 +185,27 @@ async def test_lease_scripts_behave_alike(nt_any_bus: TestBus) -> None:
     assert poisoned.poisoned == [again.entry_id]
     assert [d.reason for d in await nt_any_bus.dead_letters(shop)] == ["poison"]
     assert await broker.release("shop", "b") is True
+
+
+async def test_dead_letter_and_backlog_scripts_behave_alike(nt_any_bus: TestBus) -> None:
+    """replay.lua, XTRIM MAXLEN / MINID (trim_dead.lua), enqueue.lua's XLEN bound."""
+    broker = nt_any_bus.client.broker
+    for x in range(3):
+        await explode.send(x)
+    await nt_any_bus.drain(raise_errors=False)
+    letters = await nt_any_bus.dead_letters(shop)
+    assert [letter.reason for letter in letters] == ["failed"] * 3
+    dead = DeadLetters(nt_any_bus.client)
+    assert await dead.replay("shop", ids=[letters[0].id]) == 1
+    assert await dead.replay("shop", ids=[letters[0].id]) == 0  # gone: replayed once
+    assert await broker.trim_dead("shop", max_len=1, max_age_ms=None) == 1
+    await nt_any_bus.drain(raise_errors=False)  # the replayed message fails again
+    assert len(await nt_any_bus.dead_letters(shop)) == 2
+    removed, deadline = 0, time.monotonic() + 5
+    while removed < 2 and time.monotonic() < deadline:  # by age: once TIME passed their ms
+        removed += await broker.trim_dead("shop", max_len=None, max_age_ms=0)
+        await asyncio.sleep(0.002)
+    assert removed == 2
+    await broker.enqueue_bounded("shop", Priority.LOW, PAYLOAD, max_backlog=1)
+    with pytest.raises(BacklogFull):
+        await broker.enqueue_bounded("shop", Priority.LOW, PAYLOAD, max_backlog=1)
