@@ -51,3 +51,15 @@ def test_a_test_without_engines_is_told_how_to_give_them(tmp_path: Path) -> None
     )  # fmt: skip
     assert done.returncode == 1, done.stdout
     assert "@pytest.mark.nt_engines(...)" in done.stdout
+
+
+def test_the_docs_example_is_the_tested_one() -> None:
+    """docs/testing.md's complete example is tests/testing/test_risk_example.py, verbatim
+    (after that file's docstring), so the example in the docs is known to pass."""
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "testing.md").read_text()
+    section = docs.split("## A complete example", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    tested = (Path(__file__).parent / "test_risk_example.py").read_text()
+    body = tested.split('"""', 2)[2].lstrip("\n")
+    assert example == body
