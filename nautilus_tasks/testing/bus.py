@@ -151,6 +151,9 @@ class TestBus:
                     self._runners.append(runner)
                     await runner.start()
         except BaseException:
+            if self._client is None:  # not all buses connected: close those that did
+                for link in links.values():
+                    await link.broker.close()
             await self._close()
             raise
         self._previous = {e.name: e._client for e in self.engines}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nautilus_tasks import Engine, NotBound, TaskFailed
+from nautilus_tasks import BusUnavailable, ConfigurationError, Engine, NotBound, TaskFailed
 from nautilus_tasks.errors import DrainTimeout
 from nautilus_tasks.testing import SyncTestBus, TestBus
 
@@ -189,3 +189,12 @@ async def test_a_failed_request_raises_task_failed_and_the_error_is_collected(
     assert "raise RuntimeError" in info.value.traceback  # the remote traceback, as text
     assert [str(e.exception) for e in nt_bus.errors] == ["exploded on 7"]
     await nt_bus.drain()  # collected while the request waited: not raised by a drain
+
+
+async def test_a_bus_that_cannot_connect_raises_and_stays_closed() -> None:
+    bus = TestBus(shop, Engine("far", bus="far"), url="redis://127.0.0.1:1", prefix="x")
+    with pytest.raises(BusUnavailable):
+        await bus.__aenter__()
+    assert shop._client is None
+    with pytest.raises(ConfigurationError, match="not open"):
+        bus.client  # noqa: B018
