@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -89,7 +88,6 @@ async def test_critical_runs_ahead_of_a_low_backlog(nt_any_bus: TestBus) -> None
 
 
 async def test_retry_with_backoff_is_made_due_by_advance(nt_any_bus: TestBus) -> None:
-    started = time.monotonic()
     await charge.send("o-7")
     await nt_any_bus.drain()  # Retry asks for another run: collected, not raised
     assert calls == [("charge", 0)]  # failed once; the retry waits 30 s in the delayed set
@@ -103,7 +101,6 @@ async def test_retry_with_backoff_is_made_due_by_advance(nt_any_bus: TestBus) ->
     assert calls == [("charge", 0), ("charge", 1)]
     assert nt_any_bus.results(charge) == ["charged o-7"]
     assert len(nt_any_bus.sent(charge)) == 1  # a retry is the same message, not a new one
-    assert time.monotonic() - started < 30  # the 30 s backoff was never waited for
 
 
 async def test_a_failure_is_dead_lettered(nt_any_bus: TestBus) -> None:
