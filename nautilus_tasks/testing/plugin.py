@@ -13,8 +13,8 @@ The engines come from ``@pytest.mark.nt_engines(risk, alerts)`` on the test (or 
 or class: ``pytestmark``), or from an ``nt_engines`` fixture of your own. The async
 fixtures are pytest-asyncio fixtures, so they work in its strict and auto modes.
 
-This module imports only pytest at load time: it is loaded wherever nautilus-tasks is
-installed, with or without the ``testing`` extra.
+This module imports only pytest (and pytest-asyncio, if present) at load time, never
+fakeredis: it is loaded wherever nautilus-tasks is installed, with or without the extra.
 """
 
 from __future__ import annotations
