@@ -14,6 +14,7 @@ Everything the framework raises derives from one root::
     ├── TaskFailed                    a requested task failed remotely (type, message, traceback)
     ├── RequestTimeout                no reply within the request's timeout
     ├── Retry                         raised by a handler to ask for another attempt
+    ├── DrainTimeout                  a test bus's drain() did not finish in time (testing)
     └── BusError                      the bus (Redis) failed
         ├── BusUnavailable            the bus did not answer; the write may not have happened
         ├── BusFull                   the server is out of memory (maxmemory, noeviction)
@@ -90,6 +91,10 @@ class Retry(NautilusTasksError):
     def __init__(self, delay: float | None = None, reason: str = "") -> None:
         super().__init__(reason or f"retry requested (delay {delay})")
         self.delay = delay
+
+
+class DrainTimeout(NautilusTasksError, TimeoutError):
+    """``TestBus.drain()`` (``nautilus_tasks.testing``) was still busy at its timeout."""
 
 
 class BusError(NautilusTasksError):

@@ -106,6 +106,17 @@ class Fetcher:
             out.append(whole)
         return out
 
+    async def poll(self) -> int:
+        """One non-blocking read into the queue, up to the free room; returns how many
+        deliveries it took. ``nautilus_tasks.testing`` drives its drain with this."""
+        free = self.capacity - self.held
+        if free <= 0 or self._stopping:
+            return 0
+        got = await self.broker.read(self.engine, self.consumer, free, self._reserve(free), 0)
+        self.last_fetch = time.monotonic()
+        self.accept(got)
+        return len(got)
+
     async def run(self) -> None:
         """Fetch until cancelled. Bus errors back off with jitter and never end the loop."""
         failures = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -46,7 +46,7 @@ class RedisBroker(AdminMixin):
         self._recreating: dict[str, asyncio.Lock] = {}
 
     @classmethod
-    async def connect(cls, config: BusConfig) -> RedisBroker:
+    async def connect(cls, config: BusConfig) -> Self:
         """Open the pool and load the Lua scripts; BusUnavailable if unreachable."""
         # A blocking pool: when every connection is busy a command waits for one
         # (up to socket_timeout) instead of failing with "Too many connections".
@@ -58,7 +58,12 @@ class RedisBroker(AdminMixin):
             timeout=config.socket_timeout,
             decode_responses=False,
         )
-        redis = aioredis.Redis.from_pool(pool)
+        return await cls.attach(config, aioredis.Redis.from_pool(pool))
+
+    @classmethod
+    async def attach(cls, config: BusConfig, redis: aioredis.Redis) -> Self:
+        """A broker on an open redis-py client (``nautilus_tasks.testing`` passes a fakeredis
+        one): load the Lua scripts; on failure close ``redis`` and raise BusUnavailable."""
         broker = cls(config, redis)
         try:
             async with mapped_errors(f"connect to {config.url}"):
