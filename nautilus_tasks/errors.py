@@ -14,6 +14,7 @@ Everything the framework raises derives from one root::
     ├── TaskFailed                    a requested task failed remotely (type, message, traceback)
     ├── RequestTimeout                no reply within the request's timeout
     ├── Retry                         raised by a handler to ask for another attempt
+    ├── StoreError                    PostgreSQL (audit, durable results) failed or is missing
     └── BusError                      the bus (Redis) failed
         ├── BusUnavailable            the bus did not answer; the write may not have happened
         ├── BusFull                   the server is out of memory (maxmemory, noeviction)
@@ -110,3 +111,7 @@ class BusFull(BusError):
 
 class BacklogFull(BusError):
     """The engine's inbox holds more than its ``max_backlog``; nothing was stored."""
+
+
+class StoreError(NautilusTasksError):
+    """The PostgreSQL store (audit, durable results) could not be read or written."""

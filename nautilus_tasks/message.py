@@ -62,6 +62,7 @@ class Envelope(BaseModel):
     trace_id: str | None = None
     eta: int | None = None
     result_ttl: int | None = Field(default=None, gt=0)
+    durable_result: bool | None = None
 
     @property
     def tier(self) -> Priority:
