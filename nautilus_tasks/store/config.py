@@ -37,7 +37,8 @@ class StoreConfig(_Frozen):
     dsn: str = Field(min_length=1)
     schema_name: str = DEFAULT_SCHEMA
     buffer_size: int = Field(default=100_000, ge=1)
-    """Events and results a worker holds in memory at most; more are dropped and counted."""
+    """Events a worker holds in memory at most (and as many durable results); more are
+    dropped and counted."""
     batch_size: int = Field(default=5000, ge=1)
     """Rows per write (one COPY)."""
     flush_interval: float = Field(default=0.2, gt=0)

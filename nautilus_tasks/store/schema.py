@@ -41,8 +41,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             reason      text
         );
         CREATE INDEX audit_message ON {s}.audit (message_id);
-        CREATE INDEX audit_task_time ON {s}.audit (task, event_at DESC);
-        CREATE INDEX audit_event_time ON {s}.audit (event, event_at DESC);
+        CREATE INDEX audit_time ON {s}.audit USING brin (event_at);
         CREATE TABLE {s}.results (
             engine      text NOT NULL,
             message_id  text NOT NULL,

@@ -38,7 +38,7 @@ class FakeConnection:
             self.fail -= 1
             raise self.error
         assert table == "audit"
-        self.copies.append(list(kw["records"]))
+        self.copies.append(list(kw["records"]))  # an iterator: read once per try
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self.upserts.append(rows)
@@ -57,8 +57,11 @@ def test_a_full_buffer_drops_and_counts() -> None:
     writer, counts = _writer(buffer_size=5)
     for n in range(8):
         writer.event(Event.RECEIVED, "eng", _envelope(n), "w1")
-    writer.result("eng", _envelope(9), {"ok": True, "result": 1})
     assert writer.pending == 5
+    assert counts["audit_dropped"] == 3
+    for n in range(6):  # durable results have a buffer of the same size
+        writer.result("eng", _envelope(n), {"ok": True, "result": n})
+    assert writer.pending == 10
     assert counts["audit_dropped"] == 4
 
 
@@ -76,7 +79,7 @@ async def test_batches_of_batch_size_in_order() -> None:
     assert [r[1] for r in rows] == [f"m{n}" for n in range(7)]
     first = rows[0]
     assert first[0] == "started" and first[2:7] == ("eng", "job", "normal", 0, "w1")
-    assert first[7].timestamp() * 1000 == 1_700_000_000_000  # enqueued_at, as timestamptz
+    assert first[7] == 1_700_000_000.0  # enqueued_at: epoch seconds for the writer's codec
     assert first[9] == 0.0
     assert conn.upserts == [
         [("eng", "m1", "job", True, '{"ok":true,"result":[1]}', conn.upserts[0][0][5])]
@@ -130,3 +133,11 @@ def test_store_config_from_env() -> None:
     assert config.flush_interval == 0.5
     with pytest.raises(Exception, match="schema name"):
         StoreConfig(dsn="postgresql://x/y", schema_name="Robert'); DROP")
+
+
+def test_time_codec_round_trip() -> None:
+    from nautilus_tasks.store.writer import _decode_time, _encode_time
+
+    for seconds in (946_684_800.0, 1_700_000_000.123456, 0.0):
+        assert _decode_time(_encode_time(seconds)) == pytest.approx(seconds, abs=1e-6)
+    assert _encode_time(946_684_800.0) == bytes(8)  # PostgreSQL's epoch is zero
