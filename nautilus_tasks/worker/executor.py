@@ -149,9 +149,10 @@ class Executor:
         token = set_current(context)
         task = calls[0][0]
         audit = self.audit
+        began = 0.0
         if audit is not None:
             audit.event(Event.STARTED, self.engine.name, envelope, self.consumer)
-        began = time.perf_counter()
+            began = time.perf_counter()
         try:
             for task, kwargs in calls:
                 result = await self._call(task, kwargs, delivery.entry_id)
