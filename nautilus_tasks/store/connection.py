@@ -38,4 +38,6 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return True
     module = asyncpg()
+    if isinstance(exc, module.DataError):  # a value the driver cannot encode: not the link
+        return False
     return isinstance(exc, tuple(getattr(module, name) for name in TRANSIENT_NAMES))

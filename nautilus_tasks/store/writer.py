@@ -46,6 +46,11 @@ def _decode_time(data: bytes) -> float:
     return float((_PACK.unpack(data)[0] + PG_EPOCH_US) / 1_000_000)
 
 
+def _text(error: BaseException) -> str:
+    """An error message as PostgreSQL text takes it (no NUL), cut to ERROR_LIMIT."""
+    return str(error)[:ERROR_LIMIT].replace("\x00", "\\0")
+
+
 async def _connect(config: StoreConfig) -> Any:
     """A writer connection: it sends timestamptz values as epoch seconds (no datetime)."""
     conn = await connect(config.dsn, config.write_timeout)
@@ -113,7 +118,7 @@ class AuditWriter(AuditSink):
         self._c_at.append(time.time())
         self._c_duration.append(duration_ms)
         self._c_error_type.append(None if error is None else type(error).__name__)
-        self._c_error.append(None if error is None else str(error)[:ERROR_LIMIT])
+        self._c_error.append(None if error is None else _text(error))
         self._c_reason.append(reason)
         if len(ids) >= self._batch_size:
             self._wake.set()

@@ -141,3 +141,10 @@ def test_time_codec_round_trip() -> None:
     for seconds in (946_684_800.0, 1_700_000_000.123456, 0.0):
         assert _decode_time(_encode_time(seconds)) == pytest.approx(seconds, abs=1e-6)
     assert _encode_time(946_684_800.0) == bytes(8)  # PostgreSQL's epoch is zero
+
+
+def test_error_text_fits_postgres_text() -> None:
+    from nautilus_tasks.store.writer import ERROR_LIMIT, _text
+
+    assert _text(ValueError("a\x00b")) == "a\\0b"  # PostgreSQL text refuses NUL
+    assert len(_text(ValueError("x" * 5000))) == ERROR_LIMIT
