@@ -78,12 +78,20 @@ async def history(
     """Audit rows, newest first. ``task`` is ``name`` or ``engine.name``; ``status`` an
     event name (``failed``, ``dead_lettered``...); ``since`` in seconds."""
     clause, args = _filters(since, task, status)
+    table = f"{quoted(schema)}.audit"
     if message_id is not None:
+        # every event of a message comes after its first ``received`` (indexed), give or
+        # take the clock skew of the workers: that bounds the time scan (BRIN)
         args.append(message_id)
-        clause += (" AND " if clause else " WHERE ") + f"message_id = ${len(args)}"
+        n = len(args)
+        clause += (" AND " if clause else " WHERE ") + (
+            f"message_id = ${n} AND event_at >= coalesce((SELECT min(event_at) -"
+            f" interval '1 hour' FROM {table} WHERE message_id = ${n} AND event = 'received'),"
+            " '-infinity')"
+        )
     args.append(int(limit))
     rows = await conn.fetch(
-        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {quoted(schema)}.audit{clause}"
+        f"SELECT {', '.join(HISTORY_COLUMNS)} FROM {table}{clause}"
         f" ORDER BY event_at DESC LIMIT ${len(args)}",
         *args,
     )

@@ -129,3 +129,18 @@ async def test_history_filters(dataset: dict[str, Any], pg_dsn: str, pg_schema: 
     limited = await _invoke(pg_schema, pg_dsn, "history", "--since", "1h", "--limit", "3", "--json")
     newest = [orjson.loads(x)["message_id"] for x in limited.splitlines()]
     assert newest == ["refresh-0", "refresh-1", "refresh-2"]
+
+
+async def test_history_of_one_message(
+    dataset: dict[str, Any], pg: Any, pg_dsn: str, pg_schema: str
+) -> None:
+    out = await _invoke(pg_schema, pg_dsn, "history", "--message", "check-10", "--json")
+    rows = [orjson.loads(x) for x in out.splitlines()]
+    assert sorted(r["event"] for r in rows) == ["dead_lettered", "failed", "received"]
+    assert {r["message_id"] for r in rows} == {"check-10"}
+    await pg.execute("SET enable_seqscan = off")  # the tables here are tiny
+    plan = await pg.fetch(
+        f'EXPLAIN SELECT min(event_at) FROM "{pg_schema}".audit'
+        " WHERE message_id = 'check-10' AND event = 'received'"
+    )
+    assert "audit_message" in "\n".join(r[0] for r in plan)  # the lookup is indexed
