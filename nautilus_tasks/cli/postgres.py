@@ -126,8 +126,10 @@ def _num(value: float | None) -> str:
 @click.command("history")
 @click.option("--task", default=None, help="Task name, or ENGINE.TASK.")
 @click.option("--status", type=click.Choice(EVENTS), default=None, help="Only this event.")
-@click.option("--since", default=None, callback=_duration, help="Window, like 15m, 1h, 7d.")
-@click.option("--message", "message_id", default=None, help="One message id.")
+@click.option(
+    "--since", default="1d", show_default=True, callback=_duration, help="Window, like 1h, 7d."
+)
+@click.option("--message", "message_id", default=None, help="One message id (any age).")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pg_options
@@ -143,6 +145,13 @@ def history_command(
 ) -> None:
     """Lifecycle events from the audit, newest first."""
     from ..store.queries import history
+
+    if (
+        message_id is not None
+        and click.get_current_context().get_parameter_source("since")
+        is click.core.ParameterSource.DEFAULT
+    ):
+        since = None  # a message's whole lifecycle, however old
 
     rows = _with(
         dsn,

@@ -144,3 +144,22 @@ async def test_history_of_one_message(
         " WHERE message_id = 'check-10' AND event = 'received'"
     )
     assert "audit_message" in "\n".join(r[0] for r in plan)  # the lookup is indexed
+
+
+async def test_history_window_and_old_messages(pg: Any, pg_dsn: str, pg_schema: str) -> None:
+    old = datetime.now(UTC) - timedelta(days=3)
+    await insert_events(
+        pg,
+        pg_schema,
+        [_row("received", "ancient", "risk", "check", old),
+         _row("succeeded", "ancient", "risk", "check", old + timedelta(seconds=1), ms=5.0),
+         _row("received", "recent", "risk", "check", datetime.now(UTC))],
+    )  # fmt: skip
+    default = await _invoke(pg_schema, pg_dsn, "history", "--json")
+    assert [orjson.loads(x)["message_id"] for x in default.splitlines()] == ["recent"]
+    one = await _invoke(pg_schema, pg_dsn, "history", "--message", "ancient", "--json")
+    assert [orjson.loads(x)["event"] for x in one.splitlines()] == ["succeeded", "received"]
+    windowed = await _invoke(
+        pg_schema, pg_dsn, "history", "--message", "ancient", "--since", "1d", "--json"
+    )
+    assert windowed == ""
