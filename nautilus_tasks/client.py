@@ -23,6 +23,7 @@ from .task import MessageHandle, SendOptions, Task
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
     from .engine import Engine
+    from .store.results import DurableResults
 
 log = logging.getLogger("nautilus_tasks.client")
 
@@ -49,6 +50,7 @@ class Client:
         self.source = source
         self.client_id = next(iter(links.values())).replies.client_id
         self._bound: list[Engine] = []
+        self._results: DurableResults | None = None
 
     @property
     def default(self) -> BusLink:
@@ -144,7 +146,10 @@ class Client:
             if engine._client is self:
                 engine.bind(None)
         self._bound.clear()
-        errors = []
+        errors: list[Exception] = []
+        if self._results is not None:
+            results, self._results = self._results, None
+            await results.close()
         for link in self.links.values():
             try:
                 await link.close()
@@ -177,6 +182,7 @@ class Client:
             eta=options.due_ms(),
             callback_topic=options.callback_topic,
             result_ttl=None if options.result_ttl is None else int(options.result_ttl * 1000),
+            durable_result=True if options.durable_result else None,
         )
 
     async def send_task(
@@ -190,10 +196,12 @@ class Client:
         priority = options.priority if options.priority is not None else task.options.priority
         if options.result_ttl is None and task.options.result_ttl is not None:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
+        if options.durable_result is None and task.options.durable_result:
+            options = dataclasses.replace(options, durable_result=True)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
         link = self.link_of(task.engine)
         await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
-        return MessageHandle(envelope.id, self, task)
+        return MessageHandle(envelope.id, self, task, bool(envelope.durable_result))
 
     def send_task_nowait(
         self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
@@ -201,11 +209,12 @@ class Client:
         """Buffer one call of ``task`` and return at once; ``flush()`` reports failures."""
         if task.engine.max_backlog is not None:
             raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
-        envelope = self.build(task.name, args, kwargs, task.options.priority, SendOptions())
+        options = SendOptions(durable_result=task.options.durable_result or None)
+        envelope = self.build(task.name, args, kwargs, task.options.priority, options)
         link = self.link_of(task.engine)
         payload = encode(envelope, link.broker.config.max_message_bytes)
         link.buffer.put_nowait(task.engine.name, envelope.tier, payload)
-        return MessageHandle(envelope.id, self, task)
+        return MessageHandle(envelope.id, self, task, task.options.durable_result)
 
     async def request(
         self,
@@ -239,8 +248,11 @@ class Client:
         event_id, _ = await publisher.publish(topic, payload, Priority.parse(priority))
         return event_id
 
-    async def result(self, task: Task[Any, Any], message_id: str, timeout: float) -> Any:
-        """The stored outcome of a message sent with a result TTL (polled until ``timeout``)."""
+    async def result(
+        self, task: Task[Any, Any], message_id: str, timeout: float, *, durable: bool = False
+    ) -> Any:
+        """The stored outcome of a message sent with a result TTL, or a durable result in
+        PostgreSQL (NT_POSTGRES_DSN) when ``durable``: polled until ``timeout``."""
         deadline = time.monotonic() + timeout
         pause = 0.005
         while True:
@@ -248,10 +260,21 @@ class Client:
             if raw is not None:
                 body = decode({ENVELOPE_FIELD: raw}).body
                 return task.validator.result(outcome(task.qualified_name, body))
+            if durable:
+                body = await self._durable(task.engine.name, message_id)
+                if body is not None:
+                    return task.validator.result(outcome(task.qualified_name, body))
             if time.monotonic() + pause > deadline:
                 raise RequestTimeout(f"no stored result for {message_id} within {timeout}s")
             await asyncio.sleep(pause)  # results have no push channel: poll with backoff
             pause = min(0.2, pause * 2)
+
+    async def _durable(self, engine: str, message_id: str) -> Any | None:
+        if self._results is None:
+            from .store.results import DurableResults
+
+            self._results = DurableResults.from_env()
+        return await self._results.get(engine, message_id)
 
     async def send_by_name(
         self,
@@ -330,9 +353,8 @@ class Client:
         items = []
         ids = []
         for args, kwargs in calls:
-            envelope = self.build(
-                task.name, args, kwargs, priority, SendOptions(), task.options.ttl
-            )
+            options = SendOptions(durable_result=task.options.durable_result or None)
+            envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
             items.append((task.engine.name, priority, encode(envelope, limit)))
             ids.append(envelope.id)
         await broker.enqueue_many(items)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,20 +183,27 @@ class DeadLetters:
         ids: Sequence[str] | None = None,
         all: bool = False,
         task: str | None = None,
+        on_replayed: Callable[[DeadLetter], None] | None = None,
     ) -> int:
         """Put dead letters back in their tier streams with attempt 0: the ones in ``ids``,
         ``all`` of them, or those of ``task`` (exactly one of the three). Returns how many
-        were replayed; an id that is no longer there counts nothing."""
+        were replayed; an id that is no longer there counts nothing. ``on_replayed`` is
+        told each dead letter put back (the audit records them)."""
         from .broker.redis import dead
 
         chosen = sum((bool(ids), all, task is not None))
         if chosen != 1:
             raise ConfigurationError("replay takes ids, all=True or task=, exactly one of them")
         broker = self.client.broker
+
+        def told(dead_id: str, fields: dict[bytes, bytes]) -> None:
+            if on_replayed is not None:
+                on_replayed(DeadLetter.from_entry(engine, dead_id, fields))
+
         if ids:
-            count = await dead.replay_dead(broker, engine, ids)
+            count = await dead.replay_dead(broker, engine, ids, told)
         else:
-            count = await dead.replay_matching(broker, engine, task=task)
+            count = await dead.replay_matching(broker, engine, task=task, on_replayed=told)
         log.info("replayed %d dead letters of %s", count, engine)
         return count
 

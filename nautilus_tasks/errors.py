@@ -15,6 +15,7 @@ Everything the framework raises derives from one root::
     ├── RequestTimeout                no reply within the request's timeout
     ├── Retry                         raised by a handler to ask for another attempt
     ├── DrainTimeout                  a test bus's drain() did not finish in time (testing)
+    ├── StoreError                    PostgreSQL (audit, durable results) failed or is missing
     └── BusError                      the bus (Redis) failed
         ├── BusUnavailable            the bus did not answer; the write may not have happened
         ├── BusFull                   the server is out of memory (maxmemory, noeviction)
@@ -115,3 +116,7 @@ class BusFull(BusError):
 
 class BacklogFull(BusError):
     """The engine's inbox holds more than its ``max_backlog``; nothing was stored."""
+
+
+class StoreError(NautilusTasksError):
+    """The PostgreSQL store (audit, durable results) could not be read or written."""

@@ -66,6 +66,7 @@ class Envelope(BaseModel):
     """The periodic schedule that sent this task (see ``Engine.periodic``)."""
     fire_time: int | None = None
     """The nominal fire time of that schedule's tick, epoch ms (not when it was sent)."""
+    durable_result: bool | None = None
 
     @property
     def tier(self) -> Priority:

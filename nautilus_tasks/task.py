@@ -46,6 +46,8 @@ class TaskOptions:
     on_expire: Literal["dead", "drop"] = "dead"
     result_ttl: float | None = None
     """Store every outcome for this many seconds (None: only when a send asks)."""
+    durable_result: bool = False
+    """Store every outcome in PostgreSQL (workers with NT_POSTGRES_DSN), for ``result()``."""
 
     def __post_init__(self) -> None:
         name = self.name
@@ -88,6 +90,8 @@ class SendOptions:
     """Publish the outcome (result or failure) as an event on this topic."""
     result_ttl: float | None = None
     """Store the outcome for this many seconds, for ``await handle.result()``."""
+    durable_result: bool | None = None
+    """Store the outcome in PostgreSQL, for ``await handle.result()`` (None: the task's)."""
 
     def __post_init__(self) -> None:
         if self.countdown is not None and self.eta is not None:
@@ -213,6 +217,7 @@ class Task(Generic[P, R]):
         backlog_wait: float | None = None,
         callback_topic: str | None = None,
         result_ttl: float | None = None,
+        durable_result: bool | None = None,
         client: Client | None = None,
     ) -> Sender[P]:
         """Options for one send: ``await task.send_with(priority="high")(trade)``."""
@@ -226,6 +231,7 @@ class Task(Generic[P, R]):
             backlog_wait=backlog_wait,
             callback_topic=callback_topic,
             result_ttl=result_ttl,
+            durable_result=durable_result,
         )
         return Sender(self, options, client)
 
@@ -248,11 +254,16 @@ class MessageHandle(str):
 
     _client: Client
     _task: Task[Any, Any]
+    durable: bool
+    """Whether the outcome is stored in PostgreSQL (a durable result) too."""
 
-    def __new__(cls, message_id: str, client: Client, task: Task[Any, Any]) -> MessageHandle:
+    def __new__(
+        cls, message_id: str, client: Client, task: Task[Any, Any], durable: bool = False
+    ) -> MessageHandle:
         handle = super().__new__(cls, message_id)
         handle._client = client
         handle._task = task
+        handle.durable = durable
         return handle
 
     @property
@@ -260,8 +271,9 @@ class MessageHandle(str):
         return str(self)
 
     async def result(self, timeout: float = 30.0) -> Any:
-        """The stored outcome (send with ``result_ttl``), or TaskFailed / RequestTimeout."""
-        return await self._client.result(self._task, str(self), timeout)
+        """The stored outcome (send with ``result_ttl`` or ``durable_result``), or
+        TaskFailed / RequestTimeout."""
+        return await self._client.result(self._task, str(self), timeout, durable=self.durable)
 
 
 class Requester(Generic[P, R]):

@@ -9,6 +9,7 @@ import click
 from .dlq import dlq_group
 from .inspect import inspect_command
 from .scheduler import scheduler_command, schedules_command
+from .postgres import db_group, history_command, stats_command
 from .send import send_command
 from .server import server_command
 from .worker import worker_command
@@ -31,6 +32,9 @@ cli.add_command(server_command)
 cli.add_command(dlq_group)
 cli.add_command(scheduler_command)
 cli.add_command(schedules_command)
+cli.add_command(db_group)
+cli.add_command(history_command)
+cli.add_command(stats_command)
 
 
 def main() -> None:

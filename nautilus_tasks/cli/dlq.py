@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -214,13 +215,37 @@ def replay_command(
     message id: ID..., --all, or --task T. Prints how many were replayed."""
     if sum((bool(ids), all_, task is not None)) != 1:
         raise click.UsageError("give dead-letter IDs, --all or --task, exactly one of them")
+    letters: list[DeadLetter] = []
     count = run(
         _with(
             bus_config(redis_url, prefix),
-            lambda dl: dl.replay(engine, ids=list(ids) or None, all=all_, task=task),
+            lambda dl: dl.replay(
+                engine, ids=list(ids) or None, all=all_, task=task, on_replayed=letters.append
+            ),
         )
     )
     click.echo(f"replayed {count}")
+    _audit_replays(engine, letters)
+
+
+def _audit_replays(engine: str, letters: list[DeadLetter]) -> None:
+    """With NT_POSTGRES_DSN set: a ``replayed`` audit event per replayed message."""
+    from ..store import StoreConfig
+    from ..store.queries import record_replays
+
+    config = StoreConfig.from_env()
+    if config is None or not letters:
+        return
+    items = [
+        (dl.message_id, dl.task, str((dl.envelope or {}).get("priority") or "normal"))
+        for dl in letters
+    ]
+    try:
+        written = run(record_replays(config, engine, items, f"dlq-replay@{socket.gethostname()}"))
+    except Exception as exc:  # the replay itself is done; say the audit lacks it
+        click.echo(f"warning: replays not recorded in the audit: {exc}", err=True)
+        return
+    click.echo(f"recorded {written} replays in the audit")
 
 
 @dlq_group.command("purge")

@@ -7,6 +7,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,6 +17,7 @@ from ..context import MessageContext, reset_current, set_current
 from ..engine import Engine
 from ..errors import BusError, InvalidArguments, MalformedMessage, Retry
 from ..events import Publisher
+from ..lifecycle import AuditSink, Event
 from ..message import Envelope, Kind, decode, encode, now_ms
 from ..metrics import WorkerStats
 from ..task import Task
@@ -39,6 +41,7 @@ class Executor:
         threads: ThreadPoolExecutor,
         done: Callable[[str], None],
         publisher: Publisher | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         self.engine = engine
         self.broker = broker
@@ -50,6 +53,8 @@ class Executor:
         """Called once an entry has left this consumer by a retry: its lease ends and its
         place in the worker's capacity frees up (acks report through the AckBatcher)."""
         self.publisher = publisher
+        self.audit = audit
+        """Told each lifecycle event (None: no audit)."""
         self.in_threads: set[str] = set()
         """Entries whose sync handler still runs in a thread (threads cannot be cancelled):
         never handed back while it runs, so it cannot run twice at once."""
@@ -62,6 +67,8 @@ class Executor:
             log.error("malformed entry %s in %s: %s", delivery.entry_id, self.engine.name, exc)
             await self.dead_letter(delivery, "malformed", exc)
             return
+        if self.audit is not None:
+            self.audit.event(Event.RECEIVED, self.engine.name, envelope, self.consumer)
         if envelope.kind is Kind.EVENT:
             await self._event(delivery, envelope)
             return
@@ -122,6 +129,8 @@ class Executor:
 
     async def _expire(self, task: Task[Any, Any], delivery: Delivery, envelope: Envelope) -> None:
         log.warning("message %s for %s expired before it started", envelope.id, task.qualified_name)
+        if self.audit is not None:
+            self.audit.event(Event.EXPIRED, self.engine.name, envelope, self.consumer)
         if task.options.on_expire == "drop":
             self.stats.counts["expired_dropped"] += 1
             self.acks.add(delivery.tier, delivery.entry_id)
@@ -139,6 +148,11 @@ class Executor:
         )
         token = set_current(context)
         task = calls[0][0]
+        audit = self.audit
+        began = 0.0
+        if audit is not None:
+            audit.event(Event.STARTED, self.engine.name, envelope, self.consumer)
+            began = time.perf_counter()
         try:
             for task, kwargs in calls:
                 result = await self._call(task, kwargs, delivery.entry_id)
@@ -147,10 +161,18 @@ class Executor:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             self.stats.counts["failed"] += 1
+            if audit is not None:
+                took = (time.perf_counter() - began) * 1000
+                audit.event(Event.FAILED, self.engine.name, envelope, self.consumer, took, exc)
             await self._failed(task, delivery, envelope, exc)
             return
         finally:
             reset_current(token)
+        if audit is not None:
+            took = (time.perf_counter() - began) * 1000
+            audit.event(Event.SUCCEEDED, self.engine.name, envelope, self.consumer, took)
+            if envelope.durable_result:
+                audit.result(self.engine.name, envelope, body)
         actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
         self.acks.add(delivery.tier, delivery.entry_id, *actions)
         self.stats.counts["succeeded"] += 1
@@ -211,6 +233,8 @@ class Executor:
             self.done(delivery.entry_id)
         if moved:
             self.stats.counts["retried"] += 1
+            if self.audit is not None:
+                self.audit.event(Event.RETRIED, self.engine.name, envelope, self.consumer)
         else:
             self.stats.counts["ownership_lost"] += 1
             log.warning("retry of %s refused: another consumer owns it now", delivery.entry_id)
@@ -240,6 +264,11 @@ class Executor:
         actions = []
         if envelope is not None:
             failed = exc if exc is not None else TimeoutError(f"message {reason} before it ran")
+            if self.audit is not None:
+                audit, name = self.audit, self.engine.name
+                audit.event(Event.DEAD_LETTERED, name, envelope, self.consumer, None, exc, reason)
+                if envelope.durable_result:
+                    audit.result(name, envelope, failure(failed))
             actions = await outcome_actions(
                 self.engine.name, envelope, failure(failed), self.publisher
             )
@@ -248,4 +277,7 @@ class Executor:
 
 def _wants_outcome(envelope: Envelope) -> bool:
     """Whether anyone asked for the result (a reply, a stored result or a callback)."""
-    return bool(envelope.reply_to or envelope.result_ttl or envelope.callback_topic)
+    return bool(
+        envelope.reply_to or envelope.result_ttl or envelope.callback_topic
+        or envelope.durable_result
+    )  # fmt: skip

@@ -37,6 +37,7 @@ from .maintenance import (
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..store import StoreConfig
 
 log = logging.getLogger("nautilus_tasks.worker")
 
@@ -56,6 +57,7 @@ class Worker:
         config: WorkerConfig | None = None,
         consumer: str | None = None,
         patterns: list[str] | None = None,
+        audit: StoreConfig | None = None,
     ) -> None:
         self.engine = engine
         self.patterns = engine.patterns if patterns is None else patterns
@@ -84,6 +86,12 @@ class Worker:
         self._nothing_running.set()
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
+        self.audit = None
+        """The PostgreSQL audit writer, when ``audit`` (a StoreConfig) is given."""
+        if audit is not None:
+            from ..store import AuditWriter
+
+            self.audit = AuditWriter(audit, self.stats.counts)
 
     def _acked(self, ids: list[str]) -> None:
         for entry_id in ids:
@@ -128,6 +136,7 @@ class Worker:
             report_loop(broker, name, self.consumer, self.stats, cfg.stats_interval),
             trim_loop(broker, name, self.stats, cfg),
             registry_loop(self.publisher, cfg.registry_interval),
+            *([] if self.audit is None else [self.audit.run()]),
         ]
 
     async def run(self) -> None:
@@ -150,7 +159,7 @@ class Worker:
         threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
         executor = Executor(
             self.engine, self.broker, self.consumer, self.acks, self.stats, threads,
-            self._finished, self.publisher,
+            self._finished, self.publisher, self.audit,
         )  # fmt: skip
         try:
             async with asyncio.TaskGroup() as group:
@@ -187,6 +196,8 @@ class Worker:
         await cancel_all(slots)
         if not await self.acks.flush(max(5.0, self.config.grace)):
             log.error("could not flush acks; those entries stay pending and will run again")
+        if self.audit is not None:
+            await self.audit.flush(max(2.0, min(10.0, self.config.grace)))
         await self._hand_back(set(executor.in_threads))
 
     async def _hand_back(self, busy: set[str]) -> None:
@@ -223,8 +234,13 @@ async def serve(
                 f"bus {name!r}: socket_timeout ({cfg.socket_timeout}s) must exceed the blocking"
                 f" read ({config.block_ms} ms) by at least 1 s (redis-py #2807)"
             )
+    from ..store import StoreConfig
+
+    audit = StoreConfig.from_env()
+    if audit is not None:
+        log.info("lifecycle audit on: PostgreSQL schema %s", audit.schema_name)
     client = await _connect(buses)
-    workers = workers_for(engine, client, buses, config, consumer)
+    workers = workers_for(engine, client, buses, config, consumer, audit)
     engine.bind(client)
     _signals(workers)
     try:
@@ -237,13 +253,18 @@ async def serve(
 
 
 def workers_for(
-    engine: Engine, client: Client, buses: Buses, config: WorkerConfig, consumer: str | None = None
+    engine: Engine,
+    client: Client,
+    buses: Buses,
+    config: WorkerConfig,
+    consumer: str | None = None,
+    audit: StoreConfig | None = None,
 ) -> list[Worker]:
     """One worker per bus on which ``engine`` has an inbox, each registering the event
-    patterns that route to its bus."""
+    patterns that route to its bus (and with its own audit writer, given ``audit``)."""
     return [
         Worker(engine, client.links[name].broker, config, consumer,
-               [p for p in engine.patterns if buses.for_topic(p) == name])
+               [p for p in engine.patterns if buses.for_topic(p) == name], audit)
         for name in buses.for_engine(engine)
     ]  # fmt: skip
 

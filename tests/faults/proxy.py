@@ -1,5 +1,6 @@
 """A small asyncio TCP proxy for fault tests: it forwards to a server and can cut every
-connection at once (both sides closed with a reset), the way a network failure does."""
+connection at once (both sides closed with a reset), the way a network failure does, or
+stall them (connections stay open, nothing goes through) until it resumes."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Proxy:
         """Connections accepted and forwarded since the start."""
         self.cut_total = 0
         """Connections dropped by :meth:`cut` since the start."""
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def port(self) -> int:
@@ -70,6 +73,15 @@ class Proxy:
         self._links.difference_update(links)
         self.cut_total += len(links)
         return len(links)
+
+    def stall(self) -> None:
+        """Stop forwarding: connections (new ones too) stay open and data waits, the way a
+        hung network or server looks to both sides."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again, what waited first."""
+        self._flowing.set()
 
     async def close(self) -> None:
         """Stop listening and drop every connection."""
@@ -112,11 +124,13 @@ class Proxy:
                 self._links.discard(link)
                 link.close()
 
-    @staticmethod
-    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link) -> None:
+    async def _pump(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, link: _Link
+    ) -> None:
         """Copy one direction until EOF or an error, then close the whole link."""
         with contextlib.suppress(OSError):  # ConnectionResetError & co after a cut
             while data := await source.read(_CHUNK):
+                await self._flowing.wait()
                 sink.write(data)
                 await sink.drain()
         link.close()

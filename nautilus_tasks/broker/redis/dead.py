@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from functools import cache
 from importlib import resources
@@ -189,8 +189,16 @@ def replay_target(fields: dict[bytes, bytes]) -> tuple[Priority, dict[bytes, byt
     return tier or envelope.tier, orig
 
 
+Replayed = Callable[[str, dict[bytes, bytes]], None]
+"""Told the id and fields of each dead letter put back."""
+
+
 async def _replay_one(
-    broker: RedisBroker, keys: Keys, dead_id: str, fields: dict[bytes, bytes]
+    broker: RedisBroker,
+    keys: Keys,
+    dead_id: str,
+    fields: dict[bytes, bytes],
+    on_replayed: Replayed | None = None,
 ) -> int:
     target = replay_target(fields)
     if target is None:
@@ -204,6 +212,8 @@ async def _replay_one(
         added = await _script(broker)(keys=[keys.dead, keys.stream(tier)], args=[dead_id, *flat])
     if added is None:
         return 0
+    if on_replayed is not None:
+        on_replayed(dead_id, fields)
     log.debug(
         "replayed dead letter %s of %s into %s as %s",
         dead_id,
@@ -214,7 +224,9 @@ async def _replay_one(
     return 1
 
 
-async def replay_dead(broker: RedisBroker, engine: str, ids: Sequence[str]) -> int:
+async def replay_dead(
+    broker: RedisBroker, engine: str, ids: Sequence[str], on_replayed: Replayed | None = None
+) -> int:
     """Replay the dead letters ``ids`` of ``engine``; returns how many went back."""
     keys = broker.keys(engine)
     done = 0
@@ -224,11 +236,17 @@ async def replay_dead(broker: RedisBroker, engine: str, ids: Sequence[str]) -> i
             rows = await broker._redis.xrange(keys.dead, min=dead_id, max=dead_id)
         for found, fields in rows:
             if _text(found) == dead_id and fields is not None:
-                done += await _replay_one(broker, keys, dead_id, dict(fields))
+                done += await _replay_one(broker, keys, dead_id, dict(fields), on_replayed)
     return done
 
 
-async def replay_matching(broker: RedisBroker, engine: str, *, task: str | None = None) -> int:
+async def replay_matching(
+    broker: RedisBroker,
+    engine: str,
+    *,
+    task: str | None = None,
+    on_replayed: Replayed | None = None,
+) -> int:
     """Replay every dead letter of ``engine`` (of task ``task`` only, when given) that was
     there when the call began: a replayed message that dies again is not replayed twice."""
     keys = broker.keys(engine)
@@ -240,7 +258,7 @@ async def replay_matching(broker: RedisBroker, engine: str, *, task: str | None 
     done = 0
     async for dead_id, fields in _entries(broker, keys.dead, newest_first=False, until=until):
         if _matches(fields, None, task):
-            done += await _replay_one(broker, keys, dead_id, fields)
+            done += await _replay_one(broker, keys, dead_id, fields, on_replayed)
     return done
 
 

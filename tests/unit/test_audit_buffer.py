@@ -1,0 +1,150 @@
+"""The audit writer's buffer: bounded, drops counted, batches, retries a broken write."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from nautilus_tasks.lifecycle import Event
+from nautilus_tasks.message import Envelope
+from nautilus_tasks.store import AuditWriter, StoreConfig
+
+pytest.importorskip("asyncpg")
+
+
+def _envelope(n: int) -> Envelope:
+    return Envelope(id=f"m{n}", name="job", enqueued_at=1_700_000_000_000 + n, attempt=n % 2)
+
+
+class FakeConnection:
+    """Records what the writer sends; fails the next ``fail`` writes with ``error``."""
+
+    def __init__(self) -> None:
+        self.copies: list[list[tuple[Any, ...]]] = []
+        self.upserts: list[list[tuple[Any, ...]]] = []
+        self.fail = 0
+        self.error: Exception = OSError("link down")
+        self.terminated = 0
+
+    @asynccontextmanager
+    async def transaction(self) -> Any:
+        yield
+
+    async def copy_records_to_table(self, table: str, **kw: Any) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise self.error
+        assert table == "audit"
+        self.copies.append(list(kw["records"]))  # an iterator: read once per try
+
+    async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.upserts.append(rows)
+
+    def terminate(self) -> None:
+        self.terminated += 1
+
+
+def _writer(**settings: Any) -> tuple[AuditWriter, Counter[str]]:
+    counts: Counter[str] = Counter()
+    config = StoreConfig(dsn="postgresql://unused", **settings)
+    return AuditWriter(config, counts), counts
+
+
+def test_a_full_buffer_drops_and_counts() -> None:
+    writer, counts = _writer(buffer_size=5)
+    for n in range(8):
+        writer.event(Event.RECEIVED, "eng", _envelope(n), "w1")
+    assert writer.pending == 5
+    assert counts["audit_dropped"] == 3
+    for n in range(6):  # durable results have a buffer of the same size
+        writer.result("eng", _envelope(n), {"ok": True, "result": n})
+    assert writer.pending == 10
+    assert counts["audit_dropped"] == 4
+
+
+async def test_batches_of_batch_size_in_order() -> None:
+    writer, counts = _writer(batch_size=3)
+    conn = FakeConnection()
+    writer._conn = conn
+    for n in range(7):
+        writer.event(Event.STARTED, "eng", _envelope(n), "w1", duration_ms=float(n))
+    writer.result("eng", _envelope(1), {"ok": True, "result": [1]})
+    while writer.pending:
+        assert await writer.write_once()
+    assert [len(c) for c in conn.copies] == [3, 3, 1]
+    rows = [r for c in conn.copies for r in c]
+    assert [r[1] for r in rows] == [f"m{n}" for n in range(7)]
+    first = rows[0]
+    assert first[0] == "started" and first[2:7] == ("eng", "job", "normal", 0, "w1")
+    assert first[7] == 1_700_000_000.0  # enqueued_at: epoch seconds for the writer's codec
+    assert first[9] == 0.0
+    assert conn.upserts == [
+        [("eng", "m1", "job", True, '{"ok":true,"result":[1]}', conn.upserts[0][0][5])]
+    ]
+    assert counts["audit_written"] == 7 and counts["results_written"] == 1
+
+
+async def test_a_broken_write_keeps_its_batch_and_retries() -> None:
+    writer, counts = _writer(batch_size=10)
+    conn = FakeConnection()
+    conn.fail = 2
+    writer._conn = conn
+    for n in range(4):
+        writer.event(Event.FAILED, "eng", _envelope(n), "w1", 1.0, ValueError(f"bad {n}"))
+    assert not await writer.write_once()
+    assert writer._conn is None and conn.terminated == 1  # never reused after a failure
+    writer._conn = conn
+    assert not await writer.write_once()
+    writer._conn = conn
+    assert await writer.write_once()
+    assert len(conn.copies) == 1 and len(conn.copies[0]) == 4
+    assert conn.copies[0][3][10:12] == ("ValueError", "bad 3")
+    assert counts["audit_write_errors"] == 2 and counts["audit_dropped"] == 0
+    assert writer.failures == 0
+
+
+async def test_a_refused_batch_is_dropped_and_counted() -> None:
+    import asyncpg
+
+    writer, counts = _writer(batch_size=10)
+    conn = FakeConnection()
+    conn.fail = 1
+    conn.error = asyncpg.UndefinedTableError("relation does not exist")
+    writer._conn = conn
+    for n in range(3):
+        writer.event(Event.RECEIVED, "eng", _envelope(n), "w1")
+    assert not await writer.write_once()
+    assert writer.pending == 0
+    assert counts["audit_dropped"] == 3
+
+
+def test_store_config_from_env() -> None:
+    assert StoreConfig.from_env({}) is None
+    assert StoreConfig.from_env({"NT_POSTGRES_DSN": ""}) is None
+    config = StoreConfig.from_env(
+        {"NT_POSTGRES_DSN": "postgresql://x/y", "NT_POSTGRES_SCHEMA": "audit_1",
+         "NT_AUDIT_BUFFER": "10", "NT_AUDIT_BATCH": "5", "NT_AUDIT_FLUSH_INTERVAL": "0.5"}
+    )  # fmt: skip
+    assert config is not None
+    assert (config.schema_name, config.buffer_size, config.batch_size) == ("audit_1", 10, 5)
+    assert config.flush_interval == 0.5
+    with pytest.raises(Exception, match="schema name"):
+        StoreConfig(dsn="postgresql://x/y", schema_name="Robert'); DROP")
+
+
+def test_time_codec_round_trip() -> None:
+    from nautilus_tasks.store.writer import _decode_time, _encode_time
+
+    for seconds in (946_684_800.0, 1_700_000_000.123456, 0.0):
+        assert _decode_time(_encode_time(seconds)) == pytest.approx(seconds, abs=1e-6)
+    assert _encode_time(946_684_800.0) == bytes(8)  # PostgreSQL's epoch is zero
+
+
+def test_error_text_fits_postgres_text() -> None:
+    from nautilus_tasks.store.writer import ERROR_LIMIT, _text
+
+    assert _text(ValueError("a\x00b")) == "a\\0b"  # PostgreSQL text refuses NUL
+    assert len(_text(ValueError("x" * 5000))) == ERROR_LIMIT
