@@ -8,8 +8,8 @@ import click
 
 from .dlq import dlq_group
 from .inspect import inspect_command
-from .scheduler import scheduler_command, schedules_command
 from .postgres import db_group, history_command, stats_command
+from .scheduler import scheduler_command, schedules_command
 from .send import send_command
 from .server import server_command
 from .worker import worker_command
