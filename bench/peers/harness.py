@@ -22,6 +22,7 @@ from .apps.body import COUNTER, LATENCIES
 from .systems import System
 from .venvs import REPO, bin_path
 
+PRODUCER = "bench.peers.apps.producer"
 POLL = 0.002
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
@@ -51,7 +52,7 @@ def _env(url: str, body: str) -> dict[str, str]:
 
 def produce(system: System, url: str, args: list[str], timeout: float) -> dict[str, Any]:
     """Run the system's producer with ``args``; its JSON result."""
-    argv = [str(bin_path(system, "python")), "-m", system.module, "produce", *args]
+    argv = [str(bin_path(system, "python")), "-m", PRODUCER, system.app, *args]
     try:
         done = subprocess.run(
             argv, cwd=REPO, env=_env(url, "a"), capture_output=True, text=True, timeout=timeout

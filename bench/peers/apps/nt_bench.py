@@ -7,12 +7,10 @@ each chunk so the buffer's flushes go out, then ``client.flush()``; latency: ``a
 from __future__ import annotations
 
 import asyncio
-import sys
 
 from nautilus_tasks import Client, Engine
 
 from .body import AsyncBody, url
-from .producer import main
 
 engine = Engine("bench")
 _body = AsyncBody()
@@ -42,7 +40,3 @@ class Producer:
 
     async def finish(self) -> None:
         await self.client.flush()
-
-
-if __name__ == "__main__":
-    main(Producer, sys.argv[2:])

@@ -1,9 +1,11 @@
-"""The producer side of every app: ``python -m bench.peers.apps.<app> produce MODE ...``.
+"""The producer side of every app: ``python -m bench.peers.apps.producer APP MODE ...``.
 
-An app gives a producer class; sync ones have ``__enter__``/``__exit__``, ``enqueue(count)``
-(``count`` no-op tasks with the system's fastest documented API), ``send(ts)`` (one task, as an
-application sends one) and ``finish()`` (make sure everything is stored); async ones have the
-same as coroutines (``__aenter__``...). Modes, each printing one JSON line on stdout:
+The app module (``bench.peers.apps.APP``, imported under its own name so that task names and
+function paths are the ones the worker sees) has a ``Producer`` class. A sync one has
+``__enter__``/``__exit__``, ``enqueue(count)`` (``count`` no-op tasks with the system's fastest
+documented API), ``send(ts)`` (one task, as an application sends one) and ``finish()`` (make
+sure everything is stored); an async one has the same as coroutines (``__aenter__``...).
+Modes, each printing one JSON line on stdout:
 
 - ``enqueue --n N --cap S --chunk C``: enqueue up to N tasks, C per call, stopping after S
   seconds; ``{"count": ..., "seconds": ...}`` (the time includes ``finish()``);
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import inspect
 import json
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -100,3 +104,8 @@ async def gather_chunks(make: Any, count: int, width: int = 100) -> None:
         step = min(width, count)
         await asyncio.gather(*(make() for _ in range(step)))
         count -= step
+
+
+if __name__ == "__main__":
+    module = importlib.import_module(f"bench.peers.apps.{sys.argv[1]}")
+    main(module.Producer, sys.argv[2:])

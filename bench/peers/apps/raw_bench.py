@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from typing import Any
 
 import redis.asyncio as aredis
 
 from .body import COUNTER, FLUSH_EVERY, LATENCIES, body, url
-from .producer import main
 
 STREAM = "bench:raw"
 GROUP = "workers"
@@ -100,7 +98,4 @@ class Producer:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["worker"]:
-        asyncio.run(worker())
-    else:
-        main(Producer, sys.argv[2:])
+    asyncio.run(worker())
