@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench.peers`` importabl
 from bench.peers import harness, stats, venvs
 from bench.peers.systems import BY_NAME, SYSTEMS, System
 
-DEFAULTS = {"runs": 3, "n": 20000, "enqueue_cap": 3.0, "process_cap": 8.0, "latency_seconds": 4.0}
+DEFAULTS = {"runs": 3, "n": 30000, "enqueue_cap": 3.0, "process_cap": 8.0, "latency_seconds": 4.0}
 QUICK = {"runs": 1, "n": 2000, "enqueue_cap": 2.0, "process_cap": 4.0, "latency_seconds": 1.0}
 
 
@@ -87,6 +88,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def checkout() -> str:
+    """The commit of the checkout that nautilus-tasks is installed from (``-dirty`` if changed)."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            cwd=venvs.REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
 def server_version(client: Any) -> str:
     info = client.info("server")
     if "valkey_version" in info:
@@ -123,6 +139,7 @@ def benchmark(args: argparse.Namespace, url: str, logs: Path) -> dict[str, Any]:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(),
         "server": server_version(client),
+        "nautilus_tasks_commit": checkout(),
         "config": {k: getattr(args, k) for k in (*DEFAULTS, "rate")},
         "settings": settings,
         "runs": {system.name: [] for system in systems},
@@ -136,10 +153,15 @@ def benchmark(args: argparse.Namespace, url: str, logs: Path) -> dict[str, Any]:
             report["runs"][system.name].append(result)
             for error in result["errors"]:
                 print(f"  error: {error}", file=sys.stderr, flush=True)
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
     report["summary"] = {name: stats.summarize(runs) for name, runs in report["runs"].items()}
     report["ratios"] = [vars(r) for r in stats.ratios(report["summary"])]
     client.close()
     return report
+
+
+def _load(values: Sequence[float] | None) -> str:
+    return "?" if not values else " ".join(f"{v:.2f}" for v in values)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -150,7 +172,9 @@ def render(report: dict[str, Any]) -> str:
     return "\n\n".join(
         [
             f"{report['date']}; {report['server']}; {m['nproc']} CPUs ({m['cpu']}); "
-            f"Python {m['python']}; load average at start {m['loadavg_at_start']}",
+            f"Python {m['python']}; load average at start {_load(m['loadavg_at_start'])}, "
+            f"at end {_load(m.get('loadavg_at_end'))}",
+            f"command: {report['command']}; nautilus-tasks at {report['nautilus_tasks_commit']}",
             f"median of {cfg['runs']} run(s); at most {cfg['n']} tasks per phase, "
             f"enqueue capped at {cfg['enqueue_cap']}s, processing at {cfg['process_cap']}s; "
             f"latency at {cfg['rate']:g} tasks/s for {cfg['latency_seconds']}s",

@@ -148,3 +148,27 @@ def test_body_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_BODY", "c")
     with pytest.raises(ValueError, match="BENCH_BODY"):
         body.body()
+
+
+def test_render_quotes_machine_command_versions_and_targets() -> None:
+    summary = {name: {**values, "capped": [], "errors": []} for name, values in _summary().items()}
+    report = {
+        "date": "2026-01-01 00:00 UTC",
+        "command": "python bench/peers/run.py --quick",
+        "nautilus_tasks_commit": "abc123",
+        "server": "Valkey 9.1.2",
+        "machine": {"nproc": 2, "cpu": "Some CPU", "python": "3.11.7",
+                    "loadavg_at_start": [1.0, 0.5, 0.25]},
+        "config": {"runs": 1, "n": 10, "enqueue_cap": 1.0, "process_cap": 2.0,
+                   "latency_seconds": 1.0, "rate": 200.0},
+        "settings": [{"name": "raw", "label": "raw loop", "versions": "redis 7.4.0",
+                      "concurrency": "1 loop", "enqueue_api": "XADD"}],
+        "summary": summary,
+        "ratios": [vars(r) for r in stats.ratios(summary)],
+    }
+    text = run.render(report)
+    assert "Valkey 9.1.2; 2 CPUs (Some CPU); Python 3.11.7" in text
+    assert "load average at start 1.00 0.50 0.25, at end ?" in text
+    assert "command: python bench/peers/run.py --quick; nautilus-tasks at abc123" in text
+    assert "| raw loop | 40,000 |" in text and "| raw loop | redis 7.4.0 | 1 loop | XADD |" in text
+    assert "2. processed (b), ours / raw loop: 0.50 (target >= 0.6; NOT met)" in text
