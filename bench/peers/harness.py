@@ -27,6 +27,8 @@ POLL = 0.002
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 WARMUP_SECONDS = 0.25
+DRAIN_TIMEOUT = 10.0  # after the last latency send, for the worker to finish
+BACKLOG_SECONDS = 1.0  # a worker still busy this long after the last send was backlogged
 
 
 class PhaseError(Exception):
@@ -169,12 +171,17 @@ def latency_phase(
     warm = ["latency", "--rate", str(cfg.rate), "--seconds", str(WARMUP_SECONDS)]
     sent = produce(system, url, warm, timeout=60)["count"]
     if not _wait_target(client, worker, sent, 30.0):
-        run["capped"].append("latency warm-up")
+        run["notes"].append("latency warm-up not drained")
     client.delete(COUNTER, LATENCIES)
     args = ["latency", "--rate", str(cfg.rate), "--seconds", str(cfg.latency_seconds)]
     result = produce(system, url, args, timeout=cfg.latency_seconds + 120)
-    if not _wait_target(client, worker, result["count"], 10.0):
-        run["capped"].append("latency (backlogged)")
+    sent_by = time.monotonic()
+    if not _wait_target(client, worker, result["count"], DRAIN_TIMEOUT):
+        run["notes"].append("latency not drained")
+    else:
+        run["lat_drain_s"] = round(time.monotonic() - sent_by, 3)
+        if run["lat_drain_s"] > BACKLOG_SECONDS:
+            run["notes"].append("latency backlogged")
     samples = [float(v) for v in client.lrange(LATENCIES, 0, -1)]
     run["lat_p50"] = stats.percentile(samples, 50)
     run["lat_p99"] = stats.percentile(samples, 99)
@@ -196,19 +203,21 @@ def process_phase(
     run[f"process_{body}"] = per_s
     run[f"process_{body}_n"] = done
     if capped:
-        run["capped"].append(f"processing ({body})")
+        run["notes"].append(f"processing ({body}) time-capped")
     return worker
 
 
 def run_system(system: System, url: str, cfg: Config, client: Any) -> dict[str, Any]:
     """One run of every phase for one system; a failed phase is recorded in ``errors``."""
-    run: dict[str, Any] = {"capped": [], "errors": []}
+    run: dict[str, Any] = {"notes": [], "errors": []}
     for body in ("a", "b"):
         worker = None
         try:
             worker = process_phase(system, url, cfg, client, body, run)
             if body == "a":
-                if f"processing ({body})" in run["capped"]:  # a backlog is left: start afresh
+                if (
+                    f"processing ({body}) time-capped" in run["notes"]
+                ):  # a backlog is left: start afresh
                     worker.stop()
                     client.flushdb()
                     worker = Worker(system, url, body, cfg.logs)

@@ -31,6 +31,10 @@ from bench.peers import harness, stats, venvs
 from bench.peers.systems import BY_NAME, SYSTEMS, System
 
 DEFAULTS = {"runs": 3, "n": 30000, "enqueue_cap": 3.0, "process_cap": 8.0, "latency_seconds": 4.0}
+NOTES = (
+    "Notes: 'time-capped': the phase stopped at its time cap, its rate is measured over the tasks "
+    "done; 'latency backlogged': the worker finished more than 1 s after the last send."
+)
 QUICK = {"runs": 1, "n": 2000, "enqueue_cap": 2.0, "process_cap": 4.0, "latency_seconds": 1.0}
 
 
@@ -179,11 +183,22 @@ def render(report: dict[str, Any]) -> str:
             f"enqueue capped at {cfg['enqueue_cap']}s, processing at {cfg['process_cap']}s; "
             f"latency at {cfg['rate']:g} tasks/s for {cfg['latency_seconds']}s",
             stats.table(report["summary"], labels),
+            NOTES,
             stats.counts_table(report["summary"], labels),
             stats.settings_table(report["settings"]),
             "Issue 5 targets:\n" + "\n".join(r.render() for r in ratios),
+            *_errors(report["summary"], labels),
         ]
     )
+
+
+def _errors(summary: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    lines = [
+        f"- {labels.get(name, name)}: {error.splitlines()[0]}"
+        for name, s in summary.items()
+        for error in s.get("errors", ())
+    ]
+    return ["Errors (phases left out of the medians):\n" + "\n".join(lines)] if lines else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

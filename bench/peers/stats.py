@@ -43,7 +43,7 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {metric: median(run.get(metric) for run in runs) for metric in METRICS}
     for key in ("enqueue_n", "process_a_n", "process_b_n", "lat_n"):
         out[key] = [run.get(key) for run in runs]
-    out["capped"] = sorted({flag for run in runs for flag in run.get("capped", ())})
+    out["notes"] = sorted({note for run in runs for note in run.get("notes", ())})
     out["errors"] = [err for run in runs for err in run.get("errors", ())]
     return out
 
@@ -147,9 +147,7 @@ def table(summary: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str]) -
         "|---|---:|---:|---:|---|---|",
     ]
     for name, s in summary.items():
-        notes = []
-        if s.get("capped"):
-            notes.append("time cap hit: " + ", ".join(s["capped"]))
+        notes = list(s.get("notes", ()))
         if s.get("errors"):
             notes.append(f"{len(s['errors'])} error(s)")
         cells = [

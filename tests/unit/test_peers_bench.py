@@ -54,8 +54,8 @@ def test_median_and_rate() -> None:
 
 def test_summarize_takes_the_median_of_each_metric() -> None:
     runs = [
-        {"enqueue": 100.0, "process_a": 10.0, "lat_p50": 1.0, "enqueue_n": 5, "capped": []},
-        {"enqueue": 300.0, "process_a": 30.0, "lat_p50": 3.0, "enqueue_n": 6, "capped": ["x"]},
+        {"enqueue": 100.0, "process_a": 10.0, "lat_p50": 1.0, "enqueue_n": 5, "notes": []},
+        {"enqueue": 300.0, "process_a": 30.0, "lat_p50": 3.0, "enqueue_n": 6, "notes": ["x"]},
         {"enqueue": 200.0, "process_a": None, "lat_p50": 2.0, "enqueue_n": 7, "errors": ["e"]},
     ]
     summary = stats.summarize(runs)
@@ -64,7 +64,7 @@ def test_summarize_takes_the_median_of_each_metric() -> None:
     assert summary["process_b"] is None
     assert summary["lat_p50"] == 2.0
     assert summary["enqueue_n"] == [5, 6, 7]
-    assert summary["capped"] == ["x"] and summary["errors"] == ["e"]
+    assert summary["notes"] == ["x"] and summary["errors"] == ["e"]
 
 
 def _summary() -> dict[str, dict[str, object]]:
@@ -109,14 +109,14 @@ def test_ratios_without_our_numbers_are_unknown() -> None:
 
 
 def test_tables_render_every_system_and_missing_values() -> None:
-    summary = {name: {**values, "capped": [], "errors": []} for name, values in _summary().items()}
-    summary["rq"]["capped"] = ["processing (a)"]
+    summary = {name: {**values, "notes": [], "errors": []} for name, values in _summary().items()}
+    summary["rq"]["notes"] = ["processing (a) time-capped", "latency backlogged"]
     text = stats.table(summary, {"raw": "raw streams loop"})
     lines = text.splitlines()
     assert len(lines) == 2 + len(summary)
     assert "| raw streams loop | 40,000 | 20,000 | 30,000 | 0.8 / 4.0 ms |" in text
     assert "| huey | 3,000 | 1,000 | - | 1.3 / 7.7 ms |" in text
-    assert "| rq | 6,000 | 100 | 90 | - | time cap hit: processing (a) |" in text
+    assert "| rq | 6,000 | 100 | 90 | - | processing (a) time-capped; latency backlogged |" in text
     counts = stats.counts_table({"rq": {"enqueue_n": [5, None], "lat_n": []}}, {})
     assert "| rq | 5, - |  |  |  |" in counts
     rows = [{"label": "X", "versions": "x 1.0", "concurrency": "c", "enqueue_api": "e"}]
@@ -151,7 +151,8 @@ def test_body_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_render_quotes_machine_command_versions_and_targets() -> None:
-    summary = {name: {**values, "capped": [], "errors": []} for name, values in _summary().items()}
+    summary = {name: {**values, "notes": [], "errors": []} for name, values in _summary().items()}
+    summary["huey"]["errors"] = ["huey worker exited (1); see w.log\nTraceback..."]
     report = {
         "date": "2026-01-01 00:00 UTC",
         "command": "python bench/peers/run.py --quick",
@@ -172,3 +173,5 @@ def test_render_quotes_machine_command_versions_and_targets() -> None:
     assert "command: python bench/peers/run.py --quick; nautilus-tasks at abc123" in text
     assert "| raw loop | 40,000 |" in text and "| raw loop | redis 7.4.0 | 1 loop | XADD |" in text
     assert "2. processed (b), ours / raw loop: 0.50 (target >= 0.6; NOT met)" in text
+    assert "Errors (phases left out of the medians):\n- huey: huey worker exited (1); see w.log" in text
+    assert "Traceback" not in text
