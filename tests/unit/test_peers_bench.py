@@ -173,5 +173,6 @@ def test_render_quotes_machine_command_versions_and_targets() -> None:
     assert "command: python bench/peers/run.py --quick; nautilus-tasks at abc123" in text
     assert "| raw loop | 40,000 |" in text and "| raw loop | redis 7.4.0 | 1 loop | XADD |" in text
     assert "2. processed (b), ours / raw loop: 0.50 (target >= 0.6; NOT met)" in text
-    assert "Errors (phases left out of the medians):\n- huey: huey worker exited (1); see w.log" in text
+    errors = "Errors (phases left out of the medians):\n- huey: huey worker exited (1); see w.log"
+    assert errors in text
     assert "Traceback" not in text
