@@ -1,7 +1,7 @@
 """streaq: ``streaq run bench.peers.apps.streaq_bench:worker`` (``Worker(concurrency=100)``).
 
-The task is ``silent`` (no log line per task). Producer: ``worker.enqueue_many()`` (bulk, one
-pipeline per call); latency: ``await task.enqueue(ts)``.
+The task is ``silent`` (no log line per task) and keeps no result (``ttl=0``). Producer:
+``worker.enqueue_many()`` (bulk, one pipeline per call); latency: ``await task.enqueue(ts)``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ _body = AsyncBody()
 worker: Any = Worker(redis_url=url(), concurrency=100)
 
 
-@worker.task(silent=True)
+@worker.task(silent=True, ttl=0)
 async def work(ts: float = 0.0) -> None:
     await _body(ts)
 
