@@ -24,6 +24,7 @@ from .venvs import REPO, bin_path
 
 PRODUCER = "bench.peers.apps.producer"
 POLL = 0.002
+TIMELINE_EVERY = 0.5  # seconds between the counts kept of a processing phase
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
 WARMUP_SECONDS = 0.25
@@ -116,33 +117,44 @@ def _count(client: Any) -> int:
     return int(client.get(COUNTER) or 0)
 
 
-def wait_count(
-    client: Any, worker: Worker, target: int, cap: float
-) -> tuple[float | None, int, bool]:
-    """Poll the counter until it reaches ``target``; (tasks/s, count, capped).
+@dataclass
+class Drain:
+    """What a processing phase saw: the rate, the count reached, whether it was capped, and
+    ``(seconds since the first count, count)`` every :data:`TIMELINE_EVERY` seconds."""
+
+    rate: float | None
+    count: int
+    capped: bool
+    timeline: list[tuple[float, int]]
+
+
+def wait_count(client: Any, worker: Worker, target: int, cap: float) -> Drain:
+    """Poll the counter until it reaches ``target``.
 
     The rate is measured from the first count seen (the worker's start-up is not counted)
     to the last; the phase stops ``cap`` seconds after the first count.
     """
     begin = time.perf_counter()
     first: tuple[float, int] | None = None
+    timeline: list[tuple[float, int]] = []
     while True:
         value, now = _count(client), time.perf_counter()
         if first is None and value > 0:
             first = (now, value)
-        if value >= target:
+        if first is not None and now - first[0] >= len(timeline) * TIMELINE_EVERY:
+            timeline.append((round(now - first[0], 3), value))
+        if value >= target or (first is not None and now - first[0] > cap):
             break
         if first is None and now - begin > STARTUP_TIMEOUT:
             worker.check()
             raise PhaseError(
                 f"{worker.system.name}: no task done {STARTUP_TIMEOUT:.0f}s after start"
             )
-        if first is not None and now - first[0] > cap:
-            return stats.rate(value - first[1], now - first[0]), value, True
         worker.check()
         time.sleep(POLL)
     assert first is not None
-    return stats.rate(value - first[1], now - first[0]), value, False
+    timeline.append((round(now - first[0], 3), value))
+    return Drain(stats.rate(value - first[1], now - first[0]), value, value < target, timeline)
 
 
 def _wait_target(client: Any, worker: Worker, target: int, timeout: float) -> bool:
@@ -196,13 +208,14 @@ def process_phase(
     count = enqueue_phase(system, url, cfg, run)
     worker = Worker(system, url, body, cfg.logs)
     try:
-        per_s, done, capped = wait_count(client, worker, count, cfg.process_cap)
+        drain = wait_count(client, worker, count, cfg.process_cap)
     except BaseException:
         worker.stop()
         raise
-    run[f"process_{body}"] = per_s
-    run[f"process_{body}_n"] = done
-    if capped:
+    run[f"process_{body}"] = drain.rate
+    run[f"process_{body}_n"] = drain.count
+    run[f"process_{body}_timeline"] = drain.timeline
+    if drain.capped:
         run["notes"].append(f"processing ({body}) time-capped")
     return worker
 

@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench.peers`` importabl
 from bench.peers import harness, stats, venvs
 from bench.peers.systems import BY_NAME, SYSTEMS, System
 
-DEFAULTS = {"runs": 3, "n": 30000, "enqueue_cap": 3.0, "process_cap": 8.0, "latency_seconds": 4.0}
+DEFAULTS = {"runs": 3, "n": 100000, "enqueue_cap": 3.0, "process_cap": 8.0, "latency_seconds": 4.0}
 NOTES = (
     "Notes: 'time-capped': the phase stopped at its time cap, its rate is measured over the tasks "
     "done; 'latency backlogged': the worker finished more than 1 s after the last send."
