@@ -228,9 +228,7 @@ def run_system(system: System, url: str, cfg: Config, client: Any) -> dict[str, 
         try:
             worker = process_phase(system, url, cfg, client, body, run)
             if body == "a":
-                if (
-                    f"processing ({body}) time-capped" in run["notes"]
-                ):  # a backlog is left: start afresh
+                if "processing (a) time-capped" in run["notes"]:  # a backlog is left: restart
                     worker.stop()
                     client.flushdb()
                     worker = Worker(system, url, body, cfg.logs)

@@ -40,16 +40,31 @@ QUICK = {"runs": 1, "n": 2000, "enqueue_cap": 2.0, "process_cap": 4.0, "latency_
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/peers/run.py", description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="?", choices=("run", "setup"), default="run")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "setup"),
+        default="run",
+        help="run the benchmark (default), or only make the venvs",
+    )
     parser.add_argument("--url", help="server to use (flushed!); default: an embedded Valkey")
-    parser.add_argument("--systems", default=",".join(s.name for s in SYSTEMS))
+    names = ",".join(s.name for s in SYSTEMS)
+    parser.add_argument("--systems", default=names, help=f"comma-separated (default {names})")
     parser.add_argument("--quick", action="store_true", help="one short run (a smoke test)")
     parser.add_argument("--runs", type=int, help=f"runs, median taken (default {DEFAULTS['runs']})")
     parser.add_argument("-n", type=int, help=f"tasks per phase at most (default {DEFAULTS['n']})")
-    parser.add_argument("--enqueue-cap", type=float, help="seconds per enqueue phase at most")
-    parser.add_argument("--process-cap", type=float, help="seconds per processing phase at most")
-    parser.add_argument("--rate", type=float, default=200.0, help="offered rate for latency")
-    parser.add_argument("--latency-seconds", type=float, help="length of the latency phase")
+    parser.add_argument(
+        "--enqueue-cap", type=float, help="seconds per enqueue phase at most (default 3)"
+    )
+    parser.add_argument(
+        "--process-cap", type=float, help="seconds per processing phase (default 8)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=200.0, help="offered tasks/s for latency (200)"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, help="seconds of the latency phase (default 4)"
+    )
     parser.add_argument("--json", type=Path, help="write every run and the medians here")
     parser.add_argument("--logs", type=Path, help="worker logs (default: a temporary directory)")
     parser.add_argument("--force-setup", action="store_true", help="reinstall the venvs")
