@@ -1,8 +1,10 @@
 """The systems compared by ``bench/peers``: pinned requirements, worker command, settings.
 
 Every system runs in its own venv (``bench/peers/.venvs/<name>``) because the peers' redis-py
-requirements conflict. The worker command is the framework's own CLI, the way a user runs it;
-``{module}`` is the system's app module under ``bench.peers.apps`` and ``{url}`` the server URL.
+requirements conflict. The framework and its Redis client are pinned (at the versions pip
+resolved when this was written); nautilus-tasks is installed from the checkout. The worker
+command is the framework's own CLI, the way a user runs it; ``{module}`` is the system's app
+module under ``bench.peers.apps`` and ``{url}`` the server URL.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "celery",
         "Celery",
-        ("celery[redis]==5.7.0", HIREDIS),
+        ("celery[redis]==5.7.0", "redis==8.1.0", HIREDIS),
         ("celery", "kombu", "redis", "hiredis"),
         "celery_bench",
         (
@@ -91,7 +93,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "dramatiq",
         "Dramatiq",
-        ("dramatiq[redis]==2.2.1", HIREDIS),
+        ("dramatiq[redis]==2.2.1", "redis==8.1.0", HIREDIS),
         ("dramatiq", "redis", "hiredis"),
         "dramatiq_bench",
         ("dramatiq", "{module}", "--processes", "1", "--threads", "8"),
@@ -101,7 +103,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "arq",
         "arq",
-        ("arq==0.28.0", HIREDIS),
+        ("arq==0.28.0", "redis==5.3.1", HIREDIS),
         ("arq", "redis", "hiredis"),
         "arq_bench",
         ("arq", "{module}.WorkerSettings", "--custom-log-dict", "{module}.LOGGING"),
@@ -111,7 +113,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "saq",
         "SAQ",
-        ("saq[redis,hiredis]==0.26.4", "typing-extensions", HIREDIS),
+        ("saq[redis,hiredis]==0.26.4", "redis==7.4.0", "typing-extensions", HIREDIS),
         ("saq", "redis", "hiredis"),
         "saq_bench",
         ("saq", "{module}.settings", "--workers", "1", "--quiet"),
@@ -121,7 +123,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "taskiq",
         "taskiq-redis",
-        ("taskiq-redis==1.2.4", HIREDIS),
+        ("taskiq-redis==1.2.4", "taskiq==0.13.0", "redis==8.1.0", HIREDIS),
         ("taskiq", "taskiq-redis", "redis", "hiredis"),
         "taskiq_bench",
         (
@@ -141,7 +143,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "streaq",
         "streaq",
-        ("streaq==7.2.0", "redis[hiredis]", HIREDIS),
+        ("streaq==7.2.0", "coredis==6.9.0", "redis==8.1.0", HIREDIS),
         ("streaq", "coredis", "redis", "hiredis"),
         "streaq_bench",
         ("streaq", "run", "{module}:worker"),
@@ -151,7 +153,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "huey",
         "huey",
-        ("huey==3.5.4", "redis[hiredis]", HIREDIS),
+        ("huey==3.5.4", "redis==8.1.0", HIREDIS),
         ("huey", "redis", "hiredis"),
         "huey_bench",
         ("huey_consumer", "{module}.huey", "--workers", "8", "--worker-type", "thread", "-q"),
@@ -161,7 +163,7 @@ SYSTEMS: tuple[System, ...] = (
     System(
         "rq",
         "RQ",
-        ("rq==3.0.0", HIREDIS),
+        ("rq==3.0.0", "redis==8.1.0", HIREDIS),
         ("rq", "redis", "hiredis"),
         "rq_bench",
         (
