@@ -27,7 +27,7 @@ POLL = 0.002
 TIMELINE_EVERY = 0.5  # seconds between the counts kept of a processing phase
 STARTUP_TIMEOUT = 60.0
 STOP_GRACE = 3.0
-WARMUP_SECONDS = 0.25
+WARMUP_SECONDS = 0.5
 DRAIN_TIMEOUT = 10.0  # after the last latency send, for the worker to finish
 BACKLOG_SECONDS = 1.0  # a worker still busy this long after the last send was backlogged
 
