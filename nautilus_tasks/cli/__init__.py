@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from ..bench.command import bench_command
 from .dlq import dlq_group
 from .inspect import inspect_command
 from .send import send_command
@@ -28,6 +29,7 @@ cli.add_command(send_command)
 cli.add_command(inspect_command)
 cli.add_command(server_command)
 cli.add_command(dlq_group)
+cli.add_command(bench_command)
 
 
 def main() -> None:
