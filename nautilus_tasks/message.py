@@ -128,6 +128,13 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+def _brackets(raw: bytes | str) -> int:
+    """Opening brackets in ``raw``: at least the nesting depth of anything in it."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
+
+
 def decode(fields: dict[bytes, bytes]) -> Envelope:
     """Decode the fields of one stream entry, or raise MalformedMessage saying why."""
     raw = fields.get(ENVELOPE_FIELD)
@@ -143,7 +150,9 @@ def decode(fields: dict[bytes, bytes]) -> Envelope:
     version = data.get("v")
     if type(version) is not int or version != WIRE_VERSION:
         raise MalformedMessage(f"unsupported wire format version {version!r} (this is v1)")
-    if _depth(data.get("body"), MAX_DEPTH) > MAX_DEPTH:
+    # a body nested deeper than MAX_DEPTH needs MAX_DEPTH opening brackets: count them
+    # (in C) before walking the body (in Python)
+    if _brackets(raw) >= MAX_DEPTH and _depth(data.get("body"), MAX_DEPTH) > MAX_DEPTH:
         raise MalformedMessage(f"body is nested deeper than {MAX_DEPTH} levels")
     try:
         return Envelope.model_validate(data)

@@ -160,6 +160,8 @@ class Executor:
     async def _call(self, task: Task[Any, Any], kwargs: dict[str, Any], entry_id: str) -> Any:
         timeout = task.options.timeout
         if task.is_async:
+            if timeout is None:  # no timeout context to enter and leave per message
+                return await task.fn(**kwargs)
             async with asyncio.timeout(timeout):
                 return await task.fn(**kwargs)
         call = functools.partial(contextvars.copy_context().run, task.fn, **kwargs)
