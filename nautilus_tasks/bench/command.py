@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
+from ..aio import LOOPS, run
 from ..errors import NautilusTasksError
 
 _ALL = ("enqueue", "throughput", "latency", "rpc", "critical", "fanout", "soak", "all")
@@ -93,6 +92,10 @@ def _env(values: tuple[str, ...]) -> dict[str, str]:
     metavar="ARG",
     help="Extra argument of the workers, e.g. --worker-arg=--prefetch=200.",
 )
+@click.option(
+    "--loop", type=click.Choice(LOOPS), default="asyncio", show_default=True,
+    help="Event loop of this process and of the workers (uvloop needs the uvloop extra).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def bench_command(
     url: str | None,
@@ -108,6 +111,7 @@ def bench_command(
     concurrency: int,
     env: tuple[str, ...],
     worker_args: tuple[str, ...],
+    loop: str,
     as_json: bool,
 ) -> None:
     """Run the benchmark scenarios; worker processes are started like `nautilus-tasks worker`.
@@ -133,10 +137,10 @@ def bench_command(
     options = Options(
         n=n, latency_n=latency_n, rate=rate, rpc_n=rpc_n, backlog=backlog, fanout_n=fanout_n,
         soak_n=soak_n, processes=processes, concurrency=concurrency, env=_env(env),
-        worker_args=worker_args,
+        worker_args=("--loop", loop, *worker_args), loop=loop,
     )  # fmt: skip
     try:
-        data = asyncio.run(run_bench(url, chosen, options, Console(stderr=True)))
+        data = run(run_bench(url, chosen, options, Console(stderr=True)), loop)
     except NautilusTasksError as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

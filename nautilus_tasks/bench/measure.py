@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import NautilusTasksError
 from . import app
-from .procs import WorkerProcess, total_cpu
+from .procs import WorkerProcess, cpu_seconds, total_cpu
 
 if TYPE_CHECKING:
     from ..broker.redis import RedisBroker
@@ -51,6 +51,7 @@ class Options:
     concurrency: int = 100
     env: Mapping[str, str] = field(default_factory=dict)
     worker_args: tuple[str, ...] = ()
+    loop: str = "asyncio"
     drain_timeout: float = 600.0
 
 
@@ -65,6 +66,11 @@ class Bench:
     options: Options
     progress: Progress
     log_dir: Path
+    server_pid: int | None = None
+    """The embedded server's pid (its CPU time is reported), None with ``--url``."""
+
+    def server_cpu(self) -> float | None:
+        return None if self.server_pid is None else cpu_seconds(self.server_pid)
 
     @property
     def broker(self) -> RedisBroker:
@@ -178,14 +184,23 @@ def latencies_ms(parts: Sequence[dict[str, Any]]) -> list[float]:
     return [ns / 1e6 for part in parts for ns in part["latencies_ns"]]
 
 
-def worker_figures(procs: list[WorkerProcess], cpu_before: float | None, n: int) -> dict[str, Any]:
-    """Worker CPU microseconds per task since ``cpu_before``, and the RSS of each."""
-    cpu_after = total_cpu(procs)
-    out: dict[str, Any] = {"worker_rss_mb": [_round(p.rss_mb()) for p in procs]}
-    if cpu_before is not None and cpu_after is not None and n:
-        out["worker_cpu_s"] = round(cpu_after - cpu_before, 3)
-        out["worker_cpu_us_per_task"] = round((cpu_after - cpu_before) / n * 1e6, 1)
-    return out
+class CpuMeter:
+    """CPU time of the worker processes (and of the embedded server) over a scenario."""
+
+    def __init__(self, bench: Bench, procs: list[WorkerProcess]) -> None:
+        self.bench, self.procs = bench, procs
+        self.workers, self.server = total_cpu(procs), bench.server_cpu()
+
+    def figures(self, n: int) -> dict[str, Any]:
+        """Worker (and server) CPU microseconds per task since the start, worker RSS."""
+        out: dict[str, Any] = {"worker_rss_mb": [_round(p.rss_mb()) for p in self.procs]}
+        workers, server = total_cpu(self.procs), self.bench.server_cpu()
+        if self.workers is not None and workers is not None and n:
+            out["worker_cpu_s"] = round(workers - self.workers, 3)
+            out["worker_cpu_us_per_task"] = round((workers - self.workers) / n * 1e6, 1)
+        if self.server is not None and server is not None and n:
+            out["server_cpu_us_per_task"] = round((server - self.server) / n * 1e6, 1)
+        return out
 
 
 def _round(value: float | None) -> float | None:

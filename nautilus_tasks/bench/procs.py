@@ -19,6 +19,16 @@ APP = "nautilus_tasks.bench.app"
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (/proc; None elsewhere)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 class WorkerProcess:
     """``python -m nautilus_tasks worker nautilus_tasks.bench.app:<engine>``.
 
@@ -69,12 +79,7 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time so far (the process's rusage, read from /proc)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
+        return cpu_seconds(self.pid)
 
     def rss_mb(self) -> float | None:
         """Resident set size now, in MiB."""

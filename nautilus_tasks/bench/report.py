@@ -39,6 +39,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((label, "processed", f"{_fmt(r['per_second'])}/s (n={_fmt(r['n'])})"))
             out.append((label, "worker CPU/task", f"{_fmt(r.get('worker_cpu_us_per_task'))} µs"))
             out.append((label, "producer CPU/task", f"{_fmt(r['producer_cpu_us_per_task'])} µs"))
+            out.append((label, "server CPU/task", f"{_fmt(r.get('server_cpu_us_per_task'))} µs"))
             out.append((label, "worker RSS", f"{_fmt(r['worker_rss_mb'])} MiB"))
     if "latency" in results:
         r = results["latency"]

@@ -52,15 +52,15 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _bus(url: str | None) -> Iterator[tuple[str, bool]]:
-    """The bus URL, and whether it is a private embedded server of this run."""
+def _bus(url: str | None) -> Iterator[tuple[str, int | None]]:
+    """The bus URL, and the pid of the private embedded server of this run, if any."""
     if url:
-        yield url, False
+        yield url, None
         return
     directory = Path(tempfile.mkdtemp(prefix="nautilus-bench-"))
     server = EmbeddedServer(directory, appendonly=False)
     try:
-        yield server.start(), True
+        yield server.start(), server.pid
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
@@ -104,6 +104,7 @@ def _meta(url: str, embedded: bool, prefix: str, server: str, options: Options) 
             "concurrency": options.concurrency,
             "env": sorted(options.env),
             "worker_args": list(options.worker_args),
+            "loop": options.loop,
         },
     }
 
@@ -135,7 +136,7 @@ async def run_bench(
     """Run ``selected`` scenarios; the results and the facts of the run, as JSON data."""
     prefix = f"ntbench{os.urandom(4).hex()}"
     log_dir = Path(tempfile.mkdtemp(prefix="nautilus-bench-logs-"))
-    with _bus(url) as (bus_url, embedded):
+    with _bus(url) as (bus_url, server_pid):
         async with _clients(bus_url, prefix) as (client, unbuffered):
             server = await client.broker.server_version()
             columns = (
@@ -144,8 +145,10 @@ async def run_bench(
             )  # fmt: skip
             with RichProgress(*columns, console=console, transient=False) as progress:
                 bench = Bench(
-                    client, unbuffered, bus_url, prefix, options, _Progress(progress), log_dir
-                )
+                    client, unbuffered, bus_url, prefix, options, _Progress(progress), log_dir,
+                    server_pid,
+                )  # fmt: skip
                 results = {name: await body() for name, body in _plan(bench, selected)}
     shutil.rmtree(log_dir, ignore_errors=True)
-    return {"meta": _meta(bus_url, embedded, prefix, server, options), "results": results}
+    meta = _meta(bus_url, server_pid is not None, prefix, server, options)
+    return {"meta": meta, "results": results}

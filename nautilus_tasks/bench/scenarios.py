@@ -14,15 +14,14 @@ from ..priority import Priority
 from . import app
 from .measure import (
     Bench,
+    CpuMeter,
     collect,
     drained,
     latencies_ms,
     paced,
     percentiles,
-    worker_figures,
     workers,
 )
-from .procs import total_cpu
 
 CHUNK = 1000
 """Messages per ``send_many`` call in the bulk sends."""
@@ -111,7 +110,7 @@ async def throughput(bench: Bench, processes: int) -> dict[str, Any]:
     n = bench.options.n
     async with workers(bench, ["bench"] * processes) as procs:
         step = bench.progress.step(f"throughput, {processes} worker process(es)", n)
-        cpu_before = total_cpu(procs)
+        meter = CpuMeter(bench, procs)
         start, produce = time.perf_counter(), time.thread_time()
         for first in range(0, n, CHUNK):
             await bench.client.send_many(app.noop, [((), {})] * min(CHUNK, n - first))
@@ -125,7 +124,7 @@ async def throughput(bench: Bench, processes: int) -> dict[str, Any]:
             "seconds": round(seconds, 3),
             "per_second": _rate(n, seconds),
             "producer_cpu_us_per_task": round(produce / n * 1e6, 1),
-            **worker_figures(procs, cpu_before, n),
+            **meter.figures(n),
         }
 
 
@@ -223,7 +222,7 @@ async def fanout(bench: Bench) -> dict[str, Any]:
         for engine in engines:
             await collect(bench, engine)
         step = bench.progress.step("event fan-out to 3 engines", n)
-        cpu_before = total_cpu(procs)
+        meter = CpuMeter(bench, procs)
         counter = iter(range(n))
         start = time.perf_counter()
 
@@ -238,7 +237,7 @@ async def fanout(bench: Bench) -> dict[str, Any]:
         end = max([await drained(bench, e.name) for e in engines])
         step.finish()
         parts = [await collect(bench, e) for e in engines]
-        figures = worker_figures(procs, cpu_before, 3 * n)
+        figures = meter.figures(3 * n)
     return {
         "events": n,
         "engines": len(engines),

@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 from . import app
-from .measure import Bench, drained, worker_figures, workers
-from .procs import total_cpu
+from .measure import Bench, CpuMeter, drained, workers
 from .scenarios import CHUNK
 
 BOUND = 50_000
@@ -24,7 +23,7 @@ async def soak(bench: Bench) -> dict[str, Any]:
     engine = app.bench.name
     async with workers(bench, ["bench"]) as procs:
         step = bench.progress.step("soak", total)
-        cpu_before, start = total_cpu(procs), time.perf_counter()
+        meter, start = CpuMeter(bench, procs), time.perf_counter()
         sent, longest = 0, 0
         rss: dict[int, float | None] = {}
         marks = sorted({first, total})
@@ -44,7 +43,7 @@ async def soak(bench: Bench) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         step.finish()
         info = await bench.broker.inspect(engine)
-        figures = worker_figures(procs, cpu_before, total)
+        figures = meter.figures(total)
     early, late = rss.get(first), rss.get(total)
     growth = None if not early or late is None else round((late - early) / early * 100, 1)
     return {
