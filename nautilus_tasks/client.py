@@ -18,7 +18,7 @@ from .events import Publisher
 from .message import ENVELOPE_FIELD, Envelope, Kind, decode, encode, new_id, now_ms, task_body
 from .priority import Priority
 from .requests import ReplyReader, client_id, outcome
-from .task import MessageHandle, SendOptions, Task
+from .task import DEFAULT_SEND, MessageHandle, SendOptions, Task
 
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
@@ -201,7 +201,7 @@ class Client:
         """Buffer one call of ``task`` and return at once; ``flush()`` reports failures."""
         if task.engine.max_backlog is not None:
             raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
-        envelope = self.build(task.name, args, kwargs, task.options.priority, SendOptions())
+        envelope = self.build(task.name, args, kwargs, task.options.priority, DEFAULT_SEND)
         link = self.link_of(task.engine)
         payload = encode(envelope, link.broker.config.max_message_bytes)
         link.buffer.put_nowait(task.engine.name, envelope.tier, payload)
@@ -322,7 +322,7 @@ class Client:
         """Enqueue many calls of ``task`` in one pipelined round trip (bulk)."""
         if task.engine.max_backlog is not None:  # each send checks the backlog
             return [
-                await self.send_task(task, args, kwargs, SendOptions()) for args, kwargs in calls
+                await self.send_task(task, args, kwargs, DEFAULT_SEND) for args, kwargs in calls
             ]
         priority = task.options.priority
         broker = self.link_of(task.engine).broker
@@ -330,9 +330,7 @@ class Client:
         items = []
         ids = []
         for args, kwargs in calls:
-            envelope = self.build(
-                task.name, args, kwargs, priority, SendOptions(), task.options.ttl
-            )
+            envelope = self.build(task.name, args, kwargs, priority, DEFAULT_SEND, task.options.ttl)
             items.append((task.engine.name, priority, encode(envelope, limit)))
             ids.append(envelope.id)
         await broker.enqueue_many(items)

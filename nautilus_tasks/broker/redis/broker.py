@@ -128,8 +128,9 @@ class RedisBroker(AdminMixin):
         """XADD many messages in one pipelined round trip."""
         async with mapped_errors(f"XADD {len(items)} messages"):
             pipe = self._redis.pipeline(transaction=False)
-            for engine, tier, payload in items:
-                pipe.xadd(self.keys(engine).stream(tier), {"envelope": payload})
+            for engine, tier, payload in items:  # the plain command: xadd() rebuilds args
+                stream = self.keys(engine).stream(tier)
+                pipe.execute_command("XADD", stream, "*", "envelope", payload)
             ids = await pipe.execute()
         return [_str(i) for i in ids]
 
