@@ -139,10 +139,11 @@ class Executor:
         )
         token = set_current(context)
         task = calls[0][0]
+        wanted = _wants_outcome(envelope)
         try:
             for task, kwargs in calls:
                 result = await self._call(task, kwargs, delivery.entry_id)
-            body = success(result, wanted=_wants_outcome(envelope))
+            body = success(result, wanted=wanted)
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -151,7 +152,9 @@ class Executor:
             return
         finally:
             reset_current(token)
-        actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
+        actions = []
+        if wanted:
+            actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
         self.acks.add(delivery.tier, delivery.entry_id, *actions)
         self.stats.counts["succeeded"] += 1
         if envelope.enqueued_at is not None:
