@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from ..aio import LOOPS, run
@@ -143,6 +145,8 @@ def bench_command(
         data = run(run_bench(url, chosen, options, Console(stderr=True)), loop)
     except NautilusTasksError as exc:
         raise click.ClickException(str(exc)) from exc
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C; workers and server stopped
+        raise click.Abort() from None
     if as_json:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:

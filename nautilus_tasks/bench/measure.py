@@ -33,6 +33,9 @@ class Step(Protocol):
 
 
 class Progress(Protocol):
+    interrupted: bool
+    """Set on Ctrl-C: loops stop at their next look."""
+
     def step(self, label: str, total: int) -> Step: ...
 
 
@@ -142,8 +145,8 @@ async def drained(
             step.update(max(0, total - left))
         if left == 0:
             return now
-        if time.monotonic() > deadline:
-            raise NautilusTasksError(f"{left} messages of {engine} still queued after the timeout")
+        if time.monotonic() > deadline or bench.progress.interrupted:
+            raise NautilusTasksError(f"{left} messages of {engine} still queued (timeout/Ctrl-C)")
         await asyncio.sleep(POLL)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -21,6 +23,7 @@ from ..buffer import BufferConfig
 from ..client import Client
 from ..config import BusConfig
 from ..embedded import EmbeddedServer
+from ..errors import NautilusTasksError
 from . import app, scenarios
 from .measure import Bench, Options
 from .soak import soak
@@ -31,10 +34,12 @@ DEFAULT = SCENARIOS[:-1]
 
 
 class _Step:
-    def __init__(self, progress: RichProgress, task: TaskID, total: int) -> None:
-        self._progress, self._task, self._total = progress, task, total
+    def __init__(self, owner: _Progress, task: TaskID, total: int) -> None:
+        self._owner, self._progress, self._task, self._total = owner, owner.rich, task, total
 
     def update(self, done: int) -> None:
+        if self._owner.interrupted:  # a cancel can be swallowed in redis-py: stop here too
+            raise NautilusTasksError("interrupted")
         self._progress.update(self._task, completed=min(done, self._total))
 
     def finish(self) -> None:
@@ -45,10 +50,16 @@ class _Progress:
     """Scenario steps as rich progress bars (on stderr)."""
 
     def __init__(self, progress: RichProgress) -> None:
-        self._progress = progress
+        self.rich = progress
+        self.interrupted = False
 
     def step(self, label: str, total: int) -> _Step:
-        return _Step(self._progress, self._progress.add_task(label, total=total), total)
+        return _Step(self, self.rich.add_task(label, total=total), total)
+
+    def interrupt(self, task: asyncio.Task[Any]) -> None:
+        """Ctrl-C: cancel the run, and fail its next progress update (cleanup runs)."""
+        self.interrupted = True
+        task.cancel()
 
 
 @contextlib.contextmanager
@@ -144,10 +155,14 @@ async def run_bench(
                 TimeElapsedColumn(),
             )  # fmt: skip
             with RichProgress(*columns, console=console, transient=False) as progress:
+                steps = _Progress(progress)
                 bench = Bench(
-                    client, unbuffered, bus_url, prefix, options, _Progress(progress), log_dir,
-                    server_pid,
-                )  # fmt: skip
+                    client, unbuffered, bus_url, prefix, options, steps, log_dir, server_pid
+                )
+                main = asyncio.current_task()
+                if main is not None:
+                    loop = asyncio.get_running_loop()
+                    loop.add_signal_handler(signal.SIGINT, steps.interrupt, main)
                 results = {name: await body() for name, body in _plan(bench, selected)}
     shutil.rmtree(log_dir, ignore_errors=True)
     meta = _meta(bus_url, server_pid is not None, prefix, server, options)
