@@ -15,7 +15,17 @@ from .buses import DEFAULT, Buses, BusLink
 from .config import BusConfig
 from .errors import BacklogFull, ConfigurationError, RequestTimeout
 from .events import Publisher
-from .message import ENVELOPE_FIELD, Envelope, Kind, decode, encode, new_id, now_ms, task_body
+from .message import (
+    ENVELOPE_FIELD,
+    Envelope,
+    Kind,
+    decode,
+    encode,
+    new_id,
+    now_ms,
+    task_body,
+    task_payload,
+)
 from .priority import Priority
 from .requests import ReplyReader, client_id, outcome
 from .task import DEFAULT_SEND, MessageHandle, SendOptions, Task
@@ -188,12 +198,43 @@ class Client:
     ) -> MessageHandle:
         """Enqueue one call of ``task``; returns its handle (the message id) once stored."""
         priority = options.priority if options.priority is not None else task.options.priority
+        link = self.link_of(task.engine)
+        plain = options is DEFAULT_SEND and task.options.result_ttl is None
+        if plain and task.engine.max_backlog is None:  # the common case, without the model
+            message_id, payload = self._plain(task, args, kwargs, link, task.options.ttl)
+            if link.buffer.config.enabled:
+                await link.buffer.put(task.engine.name, priority, payload)
+            else:
+                await link.broker.enqueue(task.engine.name, priority, payload)
+            return MessageHandle(message_id, self, task)
         if options.result_ttl is None and task.options.result_ttl is not None:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-        link = self.link_of(task.engine)
         await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
         return MessageHandle(envelope.id, self, task)
+
+    def _plain(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        link: BusLink,
+        ttl: float | None = None,
+    ) -> tuple[str, bytes]:
+        """Id and payload of a send with no per-send options: ``build`` and ``encode``
+        without the pydantic model, unless a value needs the model's checks."""
+        message_id, limit = new_id(), link.broker.config.max_message_bytes
+        ttl_ms = None if ttl is None else max(1, int(ttl * 1000))
+        body = task_body(tuple(args), kwargs)
+        priority = task.options.priority
+        payload = task_payload(
+            message_id, task.name, priority, body, now_ms(),
+            ttl_ms=ttl_ms, source=self.source, max_bytes=limit,
+        )  # fmt: skip
+        if payload is None:
+            envelope = self.build(task.name, args, kwargs, priority, DEFAULT_SEND, ttl)
+            return envelope.id, encode(envelope, limit)
+        return message_id, payload
 
     def send_task_nowait(
         self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
@@ -201,11 +242,10 @@ class Client:
         """Buffer one call of ``task`` and return at once; ``flush()`` reports failures."""
         if task.engine.max_backlog is not None:
             raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
-        envelope = self.build(task.name, args, kwargs, task.options.priority, DEFAULT_SEND)
         link = self.link_of(task.engine)
-        payload = encode(envelope, link.broker.config.max_message_bytes)
-        link.buffer.put_nowait(task.engine.name, envelope.tier, payload)
-        return MessageHandle(envelope.id, self, task)
+        message_id, payload = self._plain(task, args, kwargs, link)
+        link.buffer.put_nowait(task.engine.name, task.options.priority, payload)
+        return MessageHandle(message_id, self, task)
 
     async def request(
         self,
@@ -324,14 +364,12 @@ class Client:
             return [
                 await self.send_task(task, args, kwargs, DEFAULT_SEND) for args, kwargs in calls
             ]
-        priority = task.options.priority
-        broker = self.link_of(task.engine).broker
-        limit = broker.config.max_message_bytes
+        priority, link, ttl = task.options.priority, self.link_of(task.engine), task.options.ttl
         items = []
         ids = []
         for args, kwargs in calls:
-            envelope = self.build(task.name, args, kwargs, priority, DEFAULT_SEND, task.options.ttl)
-            items.append((task.engine.name, priority, encode(envelope, limit)))
-            ids.append(envelope.id)
-        await broker.enqueue_many(items)
+            message_id, payload = self._plain(task, args, kwargs, link, ttl)
+            items.append((task.engine.name, priority, payload))
+            ids.append(message_id)
+        await link.broker.enqueue_many(items)
         return ids

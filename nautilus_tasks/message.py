@@ -115,13 +115,49 @@ def encode(envelope: Envelope, max_bytes: int | None = None) -> bytes:
     from the (already validated) field values without a pydantic serializer pass."""
     data = {k: v for k, v in envelope.__dict__.items() if v is not None}
     data["kind"] = envelope.kind.value
+    return _dump(data, max_bytes)
+
+
+def _dump(data: dict[str, Any], max_bytes: int | None) -> bytes:
     raw = orjson.dumps(data, default=_python_default, option=orjson.OPT_NON_STR_KEYS)
     if max_bytes is not None and len(raw) > max_bytes:
         raise MessageTooLarge(
-            f"message {envelope.id} for {envelope.name!r} is {len(raw)} bytes,"
+            f"message {data['id']} for {data['name']!r} is {len(raw)} bytes,"
             f" over the limit of {max_bytes}"
         )
     return raw
+
+
+def task_payload(
+    message_id: str,
+    name: str,
+    priority: Priority,
+    body: dict[str, Any],
+    enqueued_at: int,
+    *,
+    ttl_ms: int | None = None,
+    source: str | None = None,
+    max_bytes: int | None = None,
+) -> bytes | None:
+    """``encode(Envelope(...))`` of a task message with no per-send options, without
+    building the model: the same bytes (a test pins it). None when a value is one the
+    model would reject or convert: then build the Envelope, which says why."""
+    if not (0 < len(message_id) <= 128 and 0 < len(name) <= 512):
+        return None
+    if (ttl_ms is not None and (type(ttl_ms) is not int or ttl_ms <= 0)) or (
+        source is not None and type(source) is not str
+    ):
+        return None
+    data = {
+        "v": WIRE_VERSION, "id": message_id, "kind": Kind.TASK.value, "name": name,
+        "priority": priority.label, "body": body, "enqueued_at": enqueued_at,
+    }  # fmt: skip
+    if ttl_ms is not None:
+        data["ttl"] = ttl_ms
+    if source is not None:
+        data["source"] = source
+    data["attempt"] = 0
+    return _dump(data, max_bytes)
 
 
 def _depth(value: Any, limit: int) -> int:

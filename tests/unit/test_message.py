@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from nautilus_tasks import Envelope, MalformedMessage, MessageTooLarge, Priority
-from nautilus_tasks.message import decode, dumps, encode, new_id, task_body
+from nautilus_tasks.message import decode, dumps, encode, new_id, task_body, task_payload
 from nautilus_tasks.metrics import Histogram, bucket_of, bucket_upper
 
 DEEP = b"[" * 70 + b"]" * 70
@@ -127,3 +127,29 @@ def test_encode_gives_the_bytes_of_the_pydantic_dump(body: object) -> None:
     env = Envelope(id=new_id(), name="t", body=body, enqueued_at=5, ttl=9, source="s")
     dumped = env.model_dump(exclude_none=True, mode="python") | {"kind": env.kind.value}
     assert encode(env) == dumps(dumped)
+
+
+@pytest.mark.parametrize(
+    ("body", "ttl_ms", "source"),
+    [
+        (task_body((), {}), None, None),
+        (task_body((Quote(bid=1, ask=2), {3, 4}), {"when": datetime.date(2024, 5, 1)}), 1500, "s"),
+    ],
+)
+def test_task_payload_gives_the_bytes_of_the_envelope(
+    body: dict[str, object], ttl_ms: int | None, source: str | None
+) -> None:
+    env = Envelope(
+        id="m1", name="t", priority="low", body=body, enqueued_at=7, ttl=ttl_ms, source=source
+    )
+    fast = task_payload("m1", "t", Priority.LOW, body, 7, ttl_ms=ttl_ms, source=source)
+    assert fast == encode(env)
+
+
+def test_task_payload_leaves_what_the_model_must_judge_to_the_model() -> None:
+    body = task_body((), {})
+    assert task_payload("", "t", Priority.LOW, body, 7) is None
+    assert task_payload("m", "t" * 513, Priority.LOW, body, 7) is None
+    assert task_payload("m", "t", Priority.LOW, body, 7, ttl_ms=0) is None
+    with pytest.raises(MessageTooLarge):
+        task_payload("m", "t", Priority.LOW, task_body(("x" * 400,), {}), 7, max_bytes=300)
