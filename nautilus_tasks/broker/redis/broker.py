@@ -125,14 +125,36 @@ class RedisBroker(AdminMixin):
         return _str(entry_id)
 
     async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
-        """XADD many messages in one pipelined round trip."""
+        """XADD many messages in one round trip: one script call per engine (its keys share
+        a slot), pipelined when there are several engines."""
+        by_engine: dict[str, list[int]] = {}
+        for i, (engine, _, _) in enumerate(items):
+            by_engine.setdefault(engine, []).append(i)
+        ids: list[str] = [""] * len(items)
         async with mapped_errors(f"XADD {len(items)} messages"):
-            pipe = self._redis.pipeline(transaction=False)
-            for engine, tier, payload in items:  # the plain command: xadd() rebuilds args
-                stream = self.keys(engine).stream(tier)
-                pipe.execute_command("XADD", stream, "*", "envelope", payload)
-            ids = await pipe.execute()
-        return [_str(i) for i in ids]
+            if len(by_engine) == 1:
+                batch = [(t, p) for _, t, p in items]
+                got = [await self._scripts.enqueue_many(self.keys(items[0][0]), batch)]
+            else:
+                try:
+                    got = await self._enqueue_engines(items, by_engine)
+                except rexc.NoScriptError:  # the server restarted: load the scripts again
+                    await self._scripts.load()
+                    got = await self._enqueue_engines(items, by_engine)
+        for positions, entry_ids in zip(by_engine.values(), got, strict=True):
+            for i, entry_id in zip(positions, entry_ids, strict=True):
+                ids[i] = _str(entry_id)
+        return ids
+
+    async def _enqueue_engines(
+        self, items: Sequence[tuple[str, Priority, bytes]], by_engine: dict[str, list[int]]
+    ) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for engine, positions in by_engine.items():
+            batch = [(items[i][1], items[i][2]) for i in positions]
+            self._scripts.queue_enqueue_many(pipe, self.keys(engine), batch)
+        got: list[Any] = await pipe.execute()
+        return got
 
     async def schedule(
         self,
