@@ -35,7 +35,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     for name, r in results.items():
         if name.startswith("throughput_"):
-            label = f"throughput, {r['processes']} worker process(es)"
+            label = f"throughput {r['processes']} worker{'s' if r['processes'] > 1 else ''}"
             out.append((label, "processed", f"{_fmt(r['per_second'])}/s (n={_fmt(r['n'])})"))
             out.append((label, "worker CPU/task", f"{_fmt(r.get('worker_cpu_us_per_task'))} µs"))
             out.append((label, "producer CPU/task", f"{_fmt(r['producer_cpu_us_per_task'])} µs"))
@@ -54,10 +54,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append(("critical tier", "p99 ratio backlog/idle", _fmt(r["p99_ratio"])))
     if "fanout" in results:
         r = results["fanout"]
-        out.append(("fan-out to 3 engines", "publish", f"{_fmt(r['publish_per_second'])}/s"))
-        out.append(("fan-out to 3 engines", "deliveries", f"{_fmt(r['deliveries_per_second'])}/s"))
-        out.append(("fan-out to 3 engines", "latency", _latency(r["latency"])))
-        out.append(("fan-out to 3 engines", "worker CPU/delivery",
+        out.append(("fan-out x3", "publish", f"{_fmt(r['publish_per_second'])}/s"))
+        out.append(("fan-out x3", "deliveries", f"{_fmt(r['deliveries_per_second'])}/s"))
+        out.append(("fan-out x3", "latency", _latency(r["latency"])))
+        out.append(("fan-out x3", "worker CPU/delivery",
                     f"{_fmt(r.get('worker_cpu_us_per_task'))} µs"))  # fmt: skip
     if "soak" in results:
         for key, value in results["soak"].items():
