@@ -93,7 +93,9 @@ async def _clients(url: str, prefix: str) -> AsyncIterator[tuple[Client, Client]
                 await client.broker.delete_prefix()
 
 
-def _meta(url: str, embedded: bool, prefix: str, server: str, options: Options) -> dict[str, Any]:
+def _meta(
+    url: str, embedded: bool, prefix: str, server: str, options: Options, started: str
+) -> dict[str, Any]:
     return {
         "nautilus_tasks": metadata.version("nautilus-tasks"),
         "python": platform.python_version(),
@@ -102,7 +104,7 @@ def _meta(url: str, embedded: bool, prefix: str, server: str, options: Options) 
         "server": server,
         "url": url if not embedded else "embedded",
         "prefix": prefix,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "started_at": started,
         "options": {
             "n": options.n,
             "latency_n": options.latency_n,
@@ -146,6 +148,7 @@ async def run_bench(
 ) -> dict[str, Any]:
     """Run ``selected`` scenarios; the results and the facts of the run, as JSON data."""
     prefix = f"ntbench{os.urandom(4).hex()}"
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log_dir = Path(tempfile.mkdtemp(prefix="nautilus-bench-logs-"))
     with _bus(url) as (bus_url, server_pid):
         async with _clients(bus_url, prefix) as (client, unbuffered):
@@ -165,5 +168,5 @@ async def run_bench(
                     loop.add_signal_handler(signal.SIGINT, steps.interrupt, main)
                 results = {name: await body() for name, body in _plan(bench, selected)}
     shutil.rmtree(log_dir, ignore_errors=True)
-    meta = _meta(bus_url, server_pid is not None, prefix, server, options)
+    meta = _meta(bus_url, server_pid is not None, prefix, server, options, started)
     return {"meta": meta, "results": results}
