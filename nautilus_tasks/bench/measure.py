@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -150,11 +150,20 @@ async def drained(
         await asyncio.sleep(POLL)
 
 
-async def paced(n: int, rate: float, send: Callable[[int], None], step: Step) -> None:
+async def paced(
+    n: int,
+    rate: float,
+    send: Callable[[int], None],
+    step: Step,
+    until: Callable[[], Awaitable[bool]] | None = None,
+) -> int:
     """Call ``send(i)`` ``n`` times at ``rate`` per second (a fixed schedule: a late
-    send does not push back the next ones)."""
+    send does not push back the next ones), or until ``until()`` says stop (asked every
+    20 sends). Returns how many were sent."""
     start = time.perf_counter()
     for i in range(n):
+        if until is not None and i % 20 == 0 and not await until():
+            return i
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -162,6 +171,7 @@ async def paced(n: int, rate: float, send: Callable[[int], None], step: Step) ->
         if i % 50 == 0:
             step.update(i)
     step.update(n)
+    return n
 
 
 def percentiles(values_ms: Sequence[float]) -> dict[str, Any]:

