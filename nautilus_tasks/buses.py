@@ -8,20 +8,24 @@ every bus on which it has an inbox.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .buffer import BufferConfig, SendBuffer
 from .config import BusConfig
-from .errors import ConfigurationError
+from .errors import BacklogFull, ConfigurationError
 from .events import Publisher
+from .priority import Priority
 from .requests import ReplyReader
 from .topics import check_pattern, compile_pattern
 
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
     from .engine import Engine
+    from .task import SendOptions
 
 DEFAULT = "default"
 
@@ -82,3 +86,26 @@ class BusLink:
         finally:
             await self.replies.close()
             await self.broker.close()
+
+
+async def enqueue_bounded(
+    broker: RedisBroker,
+    engine: str,
+    tier: Priority,
+    payload: bytes,
+    max_backlog: int,
+    options: SendOptions,
+) -> None:
+    """Enqueue into an inbox capped at ``max_backlog`` entries; a full inbox raises
+    BacklogFull, after waiting up to ``options.backlog_wait`` seconds for room."""
+    deadline = time.monotonic() + (options.backlog_wait or 0.0)
+    pause = 0.01
+    while True:
+        try:
+            await broker.enqueue_bounded(engine, tier, payload, max_backlog)
+            return
+        except BacklogFull:
+            if time.monotonic() + pause > deadline:
+                raise
+        await asyncio.sleep(pause)  # room appears as workers drain; poll with backoff
+        pause = min(0.5, pause * 2)

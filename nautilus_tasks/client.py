@@ -11,14 +11,24 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .buffer import BufferConfig
-from .buses import DEFAULT, Buses, BusLink
+from .buses import DEFAULT, Buses, BusLink, enqueue_bounded
 from .config import BusConfig
-from .errors import BacklogFull, ConfigurationError, RequestTimeout
+from .errors import ConfigurationError, RequestTimeout
 from .events import Publisher
-from .message import ENVELOPE_FIELD, Envelope, Kind, decode, encode, new_id, now_ms, task_body
+from .message import (
+    ENVELOPE_FIELD,
+    Envelope,
+    Kind,
+    decode,
+    encode,
+    new_id,
+    now_ms,
+    task_body,
+    task_payload,
+)
 from .priority import Priority
 from .requests import ReplyReader, client_id, outcome
-from .task import MessageHandle, SendOptions, Task
+from .task import DEFAULT_SEND, MessageHandle, SendOptions, Task
 
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
@@ -194,14 +204,50 @@ class Client:
     ) -> MessageHandle:
         """Enqueue one call of ``task``; returns its handle (the message id) once stored."""
         priority = options.priority if options.priority is not None else task.options.priority
+        link = self.link_of(task.engine)
+        # the common case, without the model
+        plain = options is DEFAULT_SEND and task.options.result_ttl is None
+        if plain and task.engine.max_backlog is None and not task.options.durable_result:
+            message_id, payload = self._plain(task, args, kwargs, link, task.options.ttl)
+            if link.buffer.config.enabled:
+                await link.buffer.put(task.engine.name, priority, payload)
+            else:
+                await link.broker.enqueue(task.engine.name, priority, payload)
+            return MessageHandle(message_id, self, task)
         if options.result_ttl is None and task.options.result_ttl is not None:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         if options.durable_result is None and task.options.durable_result:
             options = dataclasses.replace(options, durable_result=True)
         envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-        link = self.link_of(task.engine)
         await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
         return MessageHandle(envelope.id, self, task, bool(envelope.durable_result))
+
+    def _plain(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        link: BusLink,
+        ttl: float | None = None,
+    ) -> tuple[str, bytes]:
+        """Id and payload of a send with no per-send options: ``build`` and ``encode``
+        without the pydantic model, unless a value or a durable result needs the model."""
+        message_id, limit = new_id(), link.broker.config.max_message_bytes
+        if task.options.durable_result:
+            options = SendOptions(durable_result=True)
+            envelope = self.build(task.name, args, kwargs, task.options.priority, options, ttl)
+            return envelope.id, encode(envelope, limit)
+        ttl_ms = None if ttl is None else max(1, int(ttl * 1000))
+        body = task_body(tuple(args), kwargs)
+        priority = task.options.priority
+        payload = task_payload(
+            message_id, task.name, priority, body, now_ms(),
+            ttl_ms=ttl_ms, source=self.source, max_bytes=limit,
+        )  # fmt: skip
+        if payload is None:
+            envelope = self.build(task.name, args, kwargs, priority, DEFAULT_SEND, ttl)
+            return envelope.id, encode(envelope, limit)
+        return message_id, payload
 
     def send_task_nowait(
         self, task: Task[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
@@ -209,12 +255,10 @@ class Client:
         """Buffer one call of ``task`` and return at once; ``flush()`` reports failures."""
         if task.engine.max_backlog is not None:
             raise ConfigurationError("send_nowait cannot check max_backlog; use send()")
-        options = SendOptions(durable_result=task.options.durable_result or None)
-        envelope = self.build(task.name, args, kwargs, task.options.priority, options)
         link = self.link_of(task.engine)
-        payload = encode(envelope, link.broker.config.max_message_bytes)
-        link.buffer.put_nowait(task.engine.name, envelope.tier, payload)
-        return MessageHandle(envelope.id, self, task, task.options.durable_result)
+        message_id, payload = self._plain(task, args, kwargs, link)
+        link.buffer.put_nowait(task.engine.name, task.options.priority, payload)
+        return MessageHandle(message_id, self, task, task.options.durable_result)
 
     async def request(
         self,
@@ -312,32 +356,11 @@ class Client:
             delay_ms = None if options.countdown is None else int(options.countdown * 1000)
             await broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
         elif max_backlog is not None:
-            await self._enqueue_bounded(broker, engine, envelope, payload, max_backlog, options)
+            await enqueue_bounded(broker, engine, envelope.tier, payload, max_backlog, options)
         elif link.buffer.config.enabled:
             await link.buffer.put(engine, envelope.tier, payload)
         else:
             await broker.enqueue(engine, envelope.tier, payload)
-
-    @staticmethod
-    async def _enqueue_bounded(
-        broker: RedisBroker,
-        engine: str,
-        envelope: Envelope,
-        payload: bytes,
-        max_backlog: int,
-        options: SendOptions,
-    ) -> None:
-        deadline = time.monotonic() + (options.backlog_wait or 0.0)
-        pause = 0.01
-        while True:
-            try:
-                await broker.enqueue_bounded(engine, envelope.tier, payload, max_backlog)
-                return
-            except BacklogFull:
-                if time.monotonic() + pause > deadline:
-                    raise
-            await asyncio.sleep(pause)  # room appears as workers drain; poll with backoff
-            pause = min(0.5, pause * 2)
 
     async def send_many(
         self, task: Task[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
@@ -345,17 +368,14 @@ class Client:
         """Enqueue many calls of ``task`` in one pipelined round trip (bulk)."""
         if task.engine.max_backlog is not None:  # each send checks the backlog
             return [
-                await self.send_task(task, args, kwargs, SendOptions()) for args, kwargs in calls
+                await self.send_task(task, args, kwargs, DEFAULT_SEND) for args, kwargs in calls
             ]
-        priority = task.options.priority
-        broker = self.link_of(task.engine).broker
-        limit = broker.config.max_message_bytes
+        priority, link, ttl = task.options.priority, self.link_of(task.engine), task.options.ttl
         items = []
         ids = []
         for args, kwargs in calls:
-            options = SendOptions(durable_result=task.options.durable_result or None)
-            envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-            items.append((task.engine.name, priority, encode(envelope, limit)))
-            ids.append(envelope.id)
-        await broker.enqueue_many(items)
+            message_id, payload = self._plain(task, args, kwargs, link, ttl)
+            items.append((task.engine.name, priority, payload))
+            ids.append(message_id)
+        await link.broker.enqueue_many(items)
         return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,12 @@ def bucket_of(ms: float) -> int:
     return 1 + int(math.log(ms / _BASE_MS) / _LOG_GROWTH)
 
 
+@functools.lru_cache(maxsize=4096)
+def _bucket_of_ms(ms: int) -> int:
+    """``bucket_of`` for whole milliseconds (the usual case: times are epoch ms), memoized."""
+    return bucket_of(ms)
+
+
 def bucket_upper(index: int) -> float:
     """The upper bound of a bucket, in milliseconds."""
     return _BASE_MS * _GROWTH**index
@@ -34,7 +41,7 @@ class Histogram:
         self.count = sum(self.buckets.values())
 
     def observe(self, ms: float) -> None:
-        self.buckets[bucket_of(ms)] += 1
+        self.buckets[_bucket_of_ms(ms) if type(ms) is int else bucket_of(ms)] += 1
         self.count += 1
 
     def merge(self, other: Histogram) -> None:

@@ -115,6 +115,10 @@ class SendOptions:
         return int(seconds * 1000)
 
 
+DEFAULT_SEND = SendOptions()
+"""The options of a plain ``send()`` (frozen: shared by every send, not rebuilt each time)."""
+
+
 class Task(Generic[P, R]):
     """A declared task. Call it to run it here; ``send`` it to run it on a worker."""
 
@@ -150,7 +154,7 @@ class Task(Generic[P, R]):
     async def send(self, *args: P.args, **kwargs: P.kwargs) -> MessageHandle:
         """Enqueue with the task's defaults; returns the handle (a str: the message id)
         once the message is stored in Redis."""
-        return await self.engine.client.send_task(self, args, kwargs, SendOptions())
+        return await self.engine.client.send_task(self, args, kwargs, DEFAULT_SEND)
 
     def send_nowait(self, *args: P.args, **kwargs: P.kwargs) -> MessageHandle:
         """Buffer the message and return at once; ``await client.flush()`` stores it for

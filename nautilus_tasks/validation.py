@@ -83,7 +83,7 @@ class ArgsValidator:
         """Validated keyword arguments for the handler, or InvalidArguments naming the field."""
         if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
             raise InvalidArguments(self.name, "body must hold a list 'args' and an object 'kwargs'")
-        bound = self.bind(args, kwargs)
+        bound = self.bind(args, kwargs) if args else kwargs  # validate_python copies it
         try:
             return self._adapter.validate_python(bound)
         except ValidationError as exc:

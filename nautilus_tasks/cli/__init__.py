@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from ..bench.command import bench_command
 from .dlq import dlq_group
 from .inspect import inspect_command
 from .postgres import db_group, history_command, stats_command
@@ -35,6 +36,7 @@ cli.add_command(schedules_command)
 cli.add_command(db_group)
 cli.add_command(history_command)
 cli.add_command(stats_command)
+cli.add_command(bench_command)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..aio import LOOPS
 from ..buses import DEFAULT, Buses
 from ..config import BusConfig, WorkerConfig
 from ..errors import NautilusTasksError
@@ -24,6 +25,10 @@ from .common import bus_config, bus_options, load_engine
 @click.option("--max-deliveries", type=int, default=5, show_default=True, help="Poison limit.")
 @click.option("--bus", "extra_buses", multiple=True, metavar="NAME=URL", help="Another bus.")
 @click.option("--route", "routes", multiple=True, metavar="PATTERN=BUS", help="Topic route.")
+@click.option(
+    "--loop", type=click.Choice(LOOPS), default="asyncio", envvar="NT_LOOP", show_default=True,
+    help="Event loop; uvloop needs the uvloop extra [env NT_LOOP].",
+)  # fmt: skip
 @bus_options
 def worker_command(
     app: str,
@@ -37,6 +42,7 @@ def worker_command(
     max_deliveries: int,
     extra_buses: tuple[str, ...],
     routes: tuple[str, ...],
+    loop: str,
     redis_url: str | None,
     prefix: str,
 ) -> None:
@@ -63,7 +69,7 @@ def worker_command(
         argv = [sys.executable, "-m", "nautilus_tasks", "--log-level", log_level]
         argv += ["worker", app, "--processes", "1"]
         argv += ["-c", str(concurrency), "--grace", str(grace), "--threads", str(threads)]
-        argv += ["--lease", str(lease), "--max-deliveries", str(max_deliveries)]
+        argv += ["--lease", str(lease), "--max-deliveries", str(max_deliveries), "--loop", loop]
         argv += [] if prefetch is None else ["--prefetch", str(prefetch)]
         argv += ["--redis", bus.url, "--prefix", bus.prefix]
         argv += [f"--bus={b}" for b in extra_buses] + [f"--route={r}" for r in routes]
@@ -72,7 +78,7 @@ def worker_command(
     from ..worker import run_worker
 
     try:
-        run_worker(engine, buses, config, consumer)
+        run_worker(engine, buses, config, consumer, loop)
     except NautilusTasksError as exc:
         raise click.ClickException(str(exc)) from exc
 

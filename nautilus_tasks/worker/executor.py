@@ -153,10 +153,11 @@ class Executor:
         if audit is not None:
             audit.event(Event.STARTED, self.engine.name, envelope, self.consumer)
             began = time.perf_counter()
+        wanted = _wants_outcome(envelope)
         try:
             for task, kwargs in calls:
                 result = await self._call(task, kwargs, delivery.entry_id)
-            body = success(result, wanted=_wants_outcome(envelope))
+            body = success(result, wanted=wanted)
         except asyncio.CancelledError:
             raise
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
@@ -173,7 +174,9 @@ class Executor:
             audit.event(Event.SUCCEEDED, self.engine.name, envelope, self.consumer, took)
             if envelope.durable_result:
                 audit.result(self.engine.name, envelope, body)
-        actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
+        actions = []
+        if wanted:
+            actions = await outcome_actions(self.engine.name, envelope, body, self.publisher)
         self.acks.add(delivery.tier, delivery.entry_id, *actions)
         self.stats.counts["succeeded"] += 1
         if envelope.enqueued_at is not None:
@@ -182,6 +185,8 @@ class Executor:
     async def _call(self, task: Task[Any, Any], kwargs: dict[str, Any], entry_id: str) -> Any:
         timeout = task.options.timeout
         if task.is_async:
+            if timeout is None:  # no timeout context to enter and leave per message
+                return await task.fn(**kwargs)
             async with asyncio.timeout(timeout):
                 return await task.fn(**kwargs)
         call = functools.partial(contextvars.copy_context().run, task.fn, **kwargs)

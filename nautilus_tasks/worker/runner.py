@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..aio import cancel_all
+from ..aio import cancel_all, run
 from ..broker.base import Broker
 from ..buses import DEFAULT, Buses
 from ..config import BusConfig, WorkerConfig
@@ -310,7 +310,11 @@ async def _connect(bus: Buses) -> Client:
 
 
 def run_worker(
-    engine: Engine, bus: BusConfig | Buses, config: WorkerConfig, consumer: str | None = None
+    engine: Engine,
+    bus: BusConfig | Buses,
+    config: WorkerConfig,
+    consumer: str | None = None,
+    loop: str = "asyncio",
 ) -> None:
-    """Blocking entry point used by the CLI."""
-    asyncio.run(serve(engine, bus, config, consumer))
+    """Blocking entry point used by the CLI; ``loop="uvloop"`` needs the uvloop extra."""
+    run(serve(engine, bus, config, consumer), loop)

@@ -87,3 +87,34 @@ async def test_a_failed_flush_raises_in_every_awaiting_caller(tmp_path: Path) ->
         assert isinstance(nowait, str)
     finally:
         await client.broker.close()
+
+
+async def test_one_flush_for_several_engines_and_tiers_keeps_each_stream_in_order(
+    client: Client, raw: aioredis.Redis, prefix: str, redis_url: str
+) -> None:
+    engines = [Engine("bufa"), Engine("bufb")]
+    jobs = []
+    for e in engines:
+
+        @e.task(priority=Priority.LOW)
+        def job(n: int) -> None: ...
+
+        jobs.append(job)
+    client.bind(*engines)
+    items = [(e.name, Priority.LOW if n % 3 else Priority.HIGH, b'{"n":%d}' % n) for n in range(40)
+             for e in engines]  # fmt: skip
+    ids = await client.broker.enqueue_many(items)
+    assert len(ids) == len(items)  # stream ids: unique per stream, in the order sent
+    for name in ("bufa", "bufb"):
+        for tier in (Priority.LOW, Priority.HIGH):
+            entries = await raw.xrange(f"{prefix}:{{{name}}}:q:{tier.label}")
+            wanted = [
+                (i, p) for i, (e, t, p) in zip(ids, items, strict=True) if (e, t) == (name, tier)
+            ]
+            assert [(k.decode(), f[b"envelope"]) for k, f in entries] == wanted
+    # the script is unknown to the server (as after a restart): the batch loads it again
+    client.broker._scripts._scripts["enqueue_many"].sha = "0" * 40
+    more = await client.broker.enqueue_many(items[:4])
+    assert len(more) == 4 and all(more)
+    single = await client.broker.enqueue_many(items[:1])
+    assert len(single) == 1

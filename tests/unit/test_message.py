@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
+import uuid
+
 import pytest
 from pydantic import BaseModel
 
 from nautilus_tasks import Envelope, MalformedMessage, MessageTooLarge, Priority
-from nautilus_tasks.message import decode, encode, new_id, task_body
+from nautilus_tasks.message import decode, dumps, encode, new_id, task_body, task_payload
 from nautilus_tasks.metrics import Histogram, bucket_of, bucket_upper
 
 DEEP = b"[" * 70 + b"]" * 70
@@ -77,3 +82,74 @@ def test_histogram_quantiles_merge() -> None:
     assert p100 is not None and 1000 <= p100 <= 1100
     assert Histogram().quantile(0.5) is None
     assert bucket_upper(bucket_of(3.3)) >= 3.3
+
+
+def _nested(levels: int) -> object:
+    body: object = 1
+    for _ in range(levels):
+        body = [body]
+    return body
+
+
+def test_depth_limit_is_exact_around_the_bracket_precheck() -> None:
+    at_limit = Envelope(id="a", name="t", body=_nested(63))  # 63 lists + the leaf: depth 64
+    assert decode({b"envelope": encode(at_limit)}).body == _nested(63)
+    over = Envelope(id="a", name="t", body=_nested(64))
+    with pytest.raises(MalformedMessage, match="nested"):
+        decode({b"envelope": encode(over)})
+    many_brackets = Envelope(id="a", name="t", body=[[1]] * 100 + ["[[[{{{"] * 30)
+    assert decode({b"envelope": encode(many_brackets)}).body == many_brackets.body
+
+
+class Tick(BaseModel):
+    at: datetime.datetime
+    tags: set[str]
+
+
+@dataclasses.dataclass
+class Pair:
+    tick: Tick
+    legs: tuple[int, ...]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        {"args": [1, "x"], "kwargs": {}},
+        Tick(at=datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), tags={"a"}),
+        {"k": Pair(Tick(at=datetime.datetime(2024, 1, 1), tags=set()), (1, 2))},
+        {1: {2, 3}},
+        [enum.Enum("Side", "BUY SELL").BUY, uuid.UUID(int=5)],  # type: ignore[attr-defined]
+    ],
+)
+def test_encode_gives_the_bytes_of_the_pydantic_dump(body: object) -> None:
+    env = Envelope(id=new_id(), name="t", body=body, enqueued_at=5, ttl=9, source="s")
+    dumped = env.model_dump(exclude_none=True, mode="python") | {"kind": env.kind.value}
+    assert encode(env) == dumps(dumped)
+
+
+@pytest.mark.parametrize(
+    ("body", "ttl_ms", "source"),
+    [
+        (task_body((), {}), None, None),
+        (task_body((Quote(bid=1, ask=2), {3, 4}), {"when": datetime.date(2024, 5, 1)}), 1500, "s"),
+    ],
+)
+def test_task_payload_gives_the_bytes_of_the_envelope(
+    body: dict[str, object], ttl_ms: int | None, source: str | None
+) -> None:
+    env = Envelope(
+        id="m1", name="t", priority="low", body=body, enqueued_at=7, ttl=ttl_ms, source=source
+    )
+    fast = task_payload("m1", "t", Priority.LOW, body, 7, ttl_ms=ttl_ms, source=source)
+    assert fast == encode(env)
+
+
+def test_task_payload_leaves_what_the_model_must_judge_to_the_model() -> None:
+    body = task_body((), {})
+    assert task_payload("", "t", Priority.LOW, body, 7) is None
+    assert task_payload("m", "t" * 513, Priority.LOW, body, 7) is None
+    assert task_payload("m", "t", Priority.LOW, body, 7, ttl_ms=0) is None
+    with pytest.raises(MessageTooLarge):
+        task_payload("m", "t", Priority.LOW, task_body(("x" * 400,), {}), 7, max_bytes=300)

@@ -13,12 +13,13 @@ from redis import exceptions as rexc
 from ...config import BusConfig
 from ...errors import BacklogFull
 from ...priority import TIERS, Priority
-from ..base import Delivery, Finish, Reclaimed, ScheduleState, TickResult
-from . import messaging, ticks
+from ..base import Delivery, Finish, Reclaimed
+from . import messaging
 from .errors import mapped_errors
 from .inspect import AdminMixin
 from .keys import Keys
 from .scripts import Scripts
+from .ticks import TicksMixin
 
 log = logging.getLogger("nautilus_tasks.broker")
 
@@ -35,7 +36,7 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-class RedisBroker(AdminMixin):
+class RedisBroker(AdminMixin, TicksMixin):
     """One connection pool to one bus. Create with ``await RedisBroker.connect(config)``."""
 
     def __init__(self, config: BusConfig, redis: aioredis.Redis) -> None:
@@ -130,13 +131,36 @@ class RedisBroker(AdminMixin):
         return _str(entry_id)
 
     async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
-        """XADD many messages in one pipelined round trip."""
+        """XADD many messages in one round trip: one script call per engine (its keys share
+        a slot), pipelined when there are several engines."""
+        by_engine: dict[str, list[int]] = {}
+        for i, (engine, _, _) in enumerate(items):
+            by_engine.setdefault(engine, []).append(i)
+        ids: list[str] = [""] * len(items)
         async with mapped_errors(f"XADD {len(items)} messages"):
-            pipe = self._redis.pipeline(transaction=False)
-            for engine, tier, payload in items:
-                pipe.xadd(self.keys(engine).stream(tier), {"envelope": payload})
-            ids = await pipe.execute()
-        return [_str(i) for i in ids]
+            if len(by_engine) == 1:
+                batch = [(t, p) for _, t, p in items]
+                got = [await self._scripts.enqueue_many(self.keys(items[0][0]), batch)]
+            else:
+                try:
+                    got = await self._enqueue_engines(items, by_engine)
+                except rexc.NoScriptError:  # the server restarted: load the scripts again
+                    await self._scripts.load()
+                    got = await self._enqueue_engines(items, by_engine)
+        for positions, entry_ids in zip(by_engine.values(), got, strict=True):
+            for i, entry_id in zip(positions, entry_ids, strict=True):
+                ids[i] = _str(entry_id)
+        return ids
+
+    async def _enqueue_engines(
+        self, items: Sequence[tuple[str, Priority, bytes]], by_engine: dict[str, list[int]]
+    ) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for engine, positions in by_engine.items():
+            batch = [(items[i][1], items[i][2]) for i in positions]
+            self._scripts.queue_enqueue_many(pipe, self.keys(engine), batch)
+        got: list[Any] = await pipe.execute()
+        return got
 
     async def schedule(
         self,
@@ -347,30 +371,6 @@ class RedisBroker(AdminMixin):
     async def trim_dead(self, engine: str, max_len: int | None, max_age_ms: int | None) -> int:
         async with mapped_errors(f"trim dead letters of {engine}"):
             return await self._scripts.trim_dead(self.keys(engine), max_len, max_age_ms)
-
-    async def enqueue_tick(
-        self,
-        engine: str,
-        tier: Priority,
-        schedule: str,
-        fire_ms: int,
-        payload: bytes,
-        *,
-        message_id: str,
-        dedup_ms: int,
-        max_backlog: int | None = None,
-    ) -> TickResult:
-        """Dedup one tick of a schedule and XADD its task, in one script (``tick.lua``)."""
-        args = [dedup_ms, "" if max_backlog is None else max_backlog, message_id, payload]
-        async with mapped_errors(f"tick {schedule}@{fire_ms} of {engine}"):
-            status, entry_id = await self._scripts.tick(
-                self.keys(engine), tier, schedule, fire_ms, args
-            )
-        return ticks.tick_result(status, entry_id)
-
-    async def schedule_states(self, engine: str) -> dict[str, ScheduleState]:
-        async with mapped_errors(f"read schedules of {engine}"):
-            return await ticks.schedule_states(self._redis, self.keys(engine))
 
     async def owned_pending(self, engine: str, consumer: str) -> dict[Priority, list[str]]:
         """Every entry id this consumer holds, per tier."""

@@ -123,3 +123,26 @@ class AdminMixin:
     async def engines(self) -> list[str]:
         async with mapped_errors("list engines"):
             return await list_engines(self._redis, self.config.prefix)
+
+    async def backlog(self, engine: str) -> int:
+        """Entries in the engine's four tier streams, queued or pending, in one round trip.
+        Acked entries are deleted, so 0 means everything sent so far has been handled."""
+        async with mapped_errors(f"XLEN {engine}"):
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in self.keys(engine).streams:
+                pipe.xlen(stream)
+            return sum(int(n) for n in await pipe.execute())
+
+    async def delete_prefix(self) -> int:
+        """Delete every key under this bus's prefix (benchmarks use a prefix of their own)."""
+        deleted = 0
+        async with mapped_errors(f"delete {self.config.prefix}:*"):
+            batch: list[Any] = []
+            async for key in self._redis.scan_iter(match=f"{self.config.prefix}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += int(await self._redis.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await self._redis.unlink(*batch))
+        return deleted

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from ...priority import TIERS, Priority
@@ -32,6 +33,7 @@ NAMES = (
     "finish",
     "register",
     "tick",
+    "enqueue_many",
 )
 
 
@@ -47,6 +49,13 @@ def _ids_args(ids: Mapping[Priority, Sequence[str]]) -> list[str]:
     counts = [str(len(ids.get(p, ()))) for p in TIERS]
     flat = [i for p in TIERS for i in ids.get(p, ())]
     return counts + flat
+
+
+def _tier_pairs(items: Sequence[tuple[Priority, bytes]]) -> list[Any]:
+    args: list[Any] = []
+    for tier, payload in items:
+        args += (int(tier) + 1, payload)
+    return args
 
 
 class Scripts:
@@ -139,6 +148,19 @@ class Scripts:
 
     async def enqueue(self, keys: Keys, tier: Priority, max_backlog: int, payload: bytes) -> Any:
         return await self._run("enqueue", [keys.stream(tier)], [max_backlog, payload])
+
+    async def enqueue_many(self, keys: Keys, items: Sequence[tuple[Priority, bytes]]) -> list[Any]:
+        """The ids of the new entries, in order."""
+        result: list[Any] = await self._run("enqueue_many", keys.streams, _tier_pairs(items))
+        return result
+
+    def queue_enqueue_many(
+        self, pipe: Pipeline, keys: Keys, items: Sequence[tuple[Priority, bytes]]
+    ) -> None:
+        """``enqueue_many`` queued in ``pipe`` as a plain EVALSHA (a NOSCRIPT error, after
+        a server restart, is the caller's to handle: ``load()`` and try again)."""
+        sha = self._scripts["enqueue_many"].sha
+        pipe.execute_command("EVALSHA", sha, len(keys.streams), *keys.streams, *_tier_pairs(items))
 
     async def trim_dead(self, keys: Keys, max_len: int | None, max_age_ms: int | None) -> int:
         args = ["" if max_len is None else max_len, "" if max_age_ms is None else max_age_ms]

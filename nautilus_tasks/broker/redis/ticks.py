@@ -7,8 +7,11 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
+from ...priority import Priority
 from ..base import ScheduleState, TickResult, TickStatus
+from .errors import mapped_errors
 from .keys import Keys
+from .scripts import Scripts
 
 _STATUSES: tuple[TickStatus, ...] = ("enqueued", "duplicate", "stale", "full")
 
@@ -40,3 +43,37 @@ async def schedule_states(redis: aioredis.Redis, keys: Keys) -> dict[str, Schedu
             full=int(values.get("full", 0)),
         )
     return out
+
+
+class TicksMixin:
+    """The broker's periodic-tick operations (``tick.lua`` and the schedules hash)."""
+
+    _redis: aioredis.Redis
+    _scripts: Scripts
+
+    def keys(self, engine: str) -> Keys:
+        raise NotImplementedError
+
+    async def enqueue_tick(
+        self,
+        engine: str,
+        tier: Priority,
+        schedule: str,
+        fire_ms: int,
+        payload: bytes,
+        *,
+        message_id: str,
+        dedup_ms: int,
+        max_backlog: int | None = None,
+    ) -> TickResult:
+        """Dedup one tick of a schedule and XADD its task, in one script (``tick.lua``)."""
+        args = [dedup_ms, "" if max_backlog is None else max_backlog, message_id, payload]
+        async with mapped_errors(f"tick {schedule}@{fire_ms} of {engine}"):
+            status, entry_id = await self._scripts.tick(
+                self.keys(engine), tier, schedule, fire_ms, args
+            )
+        return tick_result(status, entry_id)
+
+    async def schedule_states(self, engine: str) -> dict[str, ScheduleState]:
+        async with mapped_errors(f"read schedules of {engine}"):
+            return await schedule_states(self._redis, self.keys(engine))
