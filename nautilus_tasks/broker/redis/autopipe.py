@@ -146,7 +146,12 @@ class AutoPipeline:
         check_command(args)
         if self._closed:
             raise BusUnavailable(f"auto-pipeline of bus {self.name!r}: the client is closed")
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigurationError(
+                "the auto-pipeline is for coroutines on the client's event loop (not threads)"
+            ) from None
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append(_Pending(args, future, convert))
         if self._runner is None:
