@@ -24,6 +24,7 @@ from .topics import check_pattern, compile_pattern
 
 if TYPE_CHECKING:
     from .broker.redis import RedisBroker
+    from .broker.redis.autopipe import AutoPipeline
     from .engine import Engine
     from .task import SendOptions
 
@@ -79,9 +80,21 @@ class BusLink:
         self.buffer = SendBuffer(broker, buffering)
         self.replies = ReplyReader(broker, client_id)
         self.publisher = Publisher(broker, source)
+        self._auto: AutoPipeline | None = None
+
+    @property
+    def redis(self) -> AutoPipeline:
+        """The auto-pipelined handle on this bus for the user's own keys (made on first use)."""
+        if self._auto is None:
+            from .broker.redis.autopipe import AutoPipeline
+
+            self._auto = AutoPipeline.of(self.broker, name=self.name)
+        return self._auto
 
     async def close(self) -> None:
         try:
+            if self._auto is not None:
+                await self._auto.aclose()
             await self.buffer.flush()
         finally:
             await self.replies.close()

@@ -15,6 +15,7 @@ from .task import Task, TaskOptions
 from .topics import check_pattern
 
 if TYPE_CHECKING:
+    from .broker.redis.autopipe import AutoPipeline
     from .client import Client
 
 P = ParamSpec("P")
@@ -201,3 +202,21 @@ class Engine:
                 f" c.bind({self.name})`, or send_with(client=c)"
             )
         return self._client
+
+    @property
+    def redis(self) -> AutoPipeline:
+        """The auto-pipelined Redis handle of this engine's bus, for your own keys::
+
+            @engine.task
+            async def fill(order_id: str, qty: int) -> None:
+                await engine.redis.hincrby("positions", order_id, qty)
+
+        Concurrent handlers' commands go out in one round trip; no key prefix is applied.
+        Works in handlers run by a worker and after ``client.bind(engine)``; NotBound before.
+        """
+        if self._client is None:
+            raise NotBound(
+                f"engine {self.name!r} has no client, so engine.redis has no bus: it works in"
+                f" handlers run by a worker, or after `client.bind({self.name})`"
+            )
+        return self._client.link_of(self).redis

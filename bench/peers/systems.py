@@ -5,6 +5,10 @@ requirements conflict. The framework and its Redis client are pinned (at the ver
 resolved when this was written); nautilus-tasks is installed from the checkout. The worker
 command is the framework's own CLI, the way a user runs it; ``{module}`` is the system's app
 module under ``bench.peers.apps`` and ``{url}`` the server URL.
+
+nautilus-tasks has two rows: ``nautilus-tasks``, whose body (a) INCRs with its own redis-py
+client like every peer's, and ``nautilus-tasks-autopipe``, whose body (a) INCRs through
+``engine.redis``, the framework's auto-pipelined handle (both share one venv).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class System:
     worker: tuple[str, ...]  # argv; the first item is a script in the venv's bin/
     concurrency: str
     enqueue_api: str
+    venv: str | None = None  # another system's venv to share (default: its own, by name)
 
     @property
     def module(self) -> str:
@@ -65,6 +70,27 @@ SYSTEMS: tuple[System, ...] = (
         ),
         "worker -c 100 (1 process)",
         "send_nowait() (buffered) + client.flush()",
+    ),
+    System(
+        "nautilus-tasks-autopipe",
+        "nautilus-tasks (engine.redis)",
+        ("-e {repo}", HIREDIS),
+        ("nautilus-tasks", "redis", "hiredis", "orjson", "pydantic"),
+        "nt_autopipe_bench",
+        (
+            "nautilus-tasks",
+            "--log-level",
+            "WARNING",
+            "worker",
+            "{module}:engine",
+            "-c",
+            "100",
+            "--redis",
+            "{url}",
+        ),
+        "worker -c 100 (1 process); body (a) through engine.redis (auto-pipelined)",
+        "send_nowait() (buffered) + client.flush()",
+        venv="nautilus-tasks",
     ),
     System(
         "celery",

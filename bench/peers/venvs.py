@@ -26,7 +26,7 @@ _VERSIONS = (
 
 
 def venv_dir(system: System) -> Path:
-    return VENVS / system.name
+    return VENVS / (system.venv or system.name)
 
 
 def bin_path(system: System, script: str) -> Path:

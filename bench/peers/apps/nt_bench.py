@@ -22,9 +22,14 @@ async def work(ts: float = 0.0) -> None:
 
 
 class Producer:
+    """The producer of this app; ``nt_autopipe_bench`` reuses it with its own engine."""
+
+    engine = engine
+    task = work
+
     async def __aenter__(self) -> Producer:
         self.client = await Client.connect(url())
-        self.client.bind(engine)
+        self.client.bind(self.engine)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -32,11 +37,11 @@ class Producer:
 
     async def enqueue(self, count: int) -> None:
         for _ in range(count):
-            work.send_nowait(0.0)
+            self.task.send_nowait(0.0)
         await asyncio.sleep(0)
 
     async def send(self, ts: float) -> None:
-        await work.send(ts)
+        await self.task.send(ts)
 
     async def finish(self) -> None:
         await self.client.flush()
