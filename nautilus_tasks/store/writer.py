@@ -31,6 +31,7 @@ ERROR_LIMIT = 2000
 PG_EPOCH_US = 946_684_800 * 1_000_000
 """2000-01-01 UTC, PostgreSQL's epoch, in Unix microseconds."""
 PG_EPOCH_MS = PG_EPOCH_US // 1000
+PG_EPOCH_S = float(PG_EPOCH_US // 1_000_000)
 WIDTH = len(AUDIT_COLUMNS)
 """Values per event in the flat buffer (AUDIT_COLUMNS order; event_at as epoch seconds,
 enqueued_at as epoch milliseconds)."""
@@ -42,17 +43,17 @@ epoch (the binary form of timestamptz, which the writer's connection sends as in
 
 
 def columns(flat: list[Any]) -> Columns:
-    """Noted events (flat, WIDTH values each) as columns ready for COPY: slices in C, then
-    both times converted in one pass each."""
+    """Noted events (flat, WIDTH values each) as columns ready for COPY: slices, then the
+    two times converted in one pass each."""
     cols = [flat[k::WIDTH] for k in range(WIDTH)]
-    cols[_AT] = [round(t * 1_000_000) - PG_EPOCH_US for t in cols[_AT]]  # _pg_time, inlined
+    cols[_AT] = [int((t - PG_EPOCH_S) * 1_000_000) for t in cols[_AT]]  # _pg_time, inlined
     cols[_ENQUEUED] = [None if ms is None else (ms - PG_EPOCH_MS) * 1000 for ms in cols[_ENQUEUED]]
     return cols
 
 
 def _pg_time(seconds: float) -> int:
     """Epoch seconds as timestamptz's binary form: microseconds since PostgreSQL's epoch."""
-    return round(seconds * 1_000_000) - PG_EPOCH_US
+    return int((seconds - PG_EPOCH_S) * 1_000_000)
 
 
 def _text(error: BaseException) -> str:
