@@ -165,9 +165,12 @@ class AuditWriter(AuditSink):
         if self._batch is None:
             size = self._batch_size
             flat = self._flat
-            cut = min(self._full, len(flat))
-            events = columns(flat[:cut])
-            del flat[:cut]
+            if len(flat) <= self._full:  # all of it: swap the list, copy nothing
+                self._flat = []
+                events = columns(flat)
+            else:
+                events = columns(flat[: self._full])
+                del flat[: self._full]
             results = [self._results.popleft() for _ in range(min(size, len(self._results)))]
             self._batch = (events, results)
         return self._batch
