@@ -15,6 +15,8 @@ TRANSIENT_NAMES = (
     "TooManyConnectionsError",
     "AdminShutdownError",
     "CrashShutdownError",
+    "InvalidCachedStatementError",  # the table changed under the writer's statement cache:
+    # a new connection (a fresh cache) writes the batch
 )
 
 

@@ -122,6 +122,23 @@ async def test_a_refused_batch_is_dropped_and_counted() -> None:
     assert counts["audit_dropped"] == 3
 
 
+async def test_a_stale_statement_cache_reconnects_and_keeps_the_batch() -> None:
+    import asyncpg
+
+    writer, counts = _writer(batch_size=10)
+    conn = FakeConnection()
+    conn.fail = 1
+    conn.error = asyncpg.InvalidCachedStatementError("cached plan must not change result type")
+    writer._conn = conn
+    for n in range(3):
+        writer.event(Event.RECEIVED, "eng", _envelope(n), "w1")
+    assert not await writer.write_once()
+    assert writer._conn is None and writer.pending == 3  # dropped the connection, kept rows
+    writer._conn = conn
+    assert await writer.write_once()
+    assert len(conn.copies[0]) == 3 and counts["audit_dropped"] == 0
+
+
 def test_store_config_from_env() -> None:
     assert StoreConfig.from_env({}) is None
     assert StoreConfig.from_env({"NT_POSTGRES_DSN": ""}) is None
