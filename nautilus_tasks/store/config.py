@@ -47,6 +47,11 @@ class StoreConfig(_Frozen):
     """A write (or a connect) that takes longer is abandoned and its connection closed."""
     backoff_max: float = Field(default=30.0, gt=0)
     """Longest pause between two reconnection attempts."""
+    synchronous_commit: bool = False
+    """False (the default): the writer's session runs with ``synchronous_commit = off``,
+    so a batch's commit does not wait for its WAL flush. A PostgreSQL crash may then lose
+    the last few hundred milliseconds of committed audit rows (never corrupt them); True
+    keeps the server's setting."""
 
     @field_validator("schema_name")
     @classmethod

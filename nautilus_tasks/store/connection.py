@@ -15,6 +15,8 @@ TRANSIENT_NAMES = (
     "TooManyConnectionsError",
     "AdminShutdownError",
     "CrashShutdownError",
+    "InvalidCachedStatementError",  # the table changed under the writer's statement cache:
+    # a new connection (a fresh cache) writes the batch
 )
 
 
@@ -28,9 +30,10 @@ def asyncpg() -> ModuleType:
         ) from None
 
 
-async def connect(dsn: str, timeout: float = 10.0) -> Any:
-    """One asyncpg connection to ``dsn`` (no statement cache: schemas vary per call)."""
-    return await asyncpg().connect(dsn, timeout=timeout, statement_cache_size=0)
+async def connect(dsn: str, timeout: float = 10.0, statement_cache_size: int = 0) -> Any:
+    """One asyncpg connection to ``dsn`` (by default no statement cache: schemas vary per
+    call; the audit writer, bound to one schema, caches its COPY and upsert)."""
+    return await asyncpg().connect(dsn, timeout=timeout, statement_cache_size=statement_cache_size)
 
 
 def transient(exc: BaseException) -> bool:

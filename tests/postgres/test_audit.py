@@ -70,6 +70,10 @@ async def test_lifecycle_rows(client: Client, store: StoreConfig, pg: Any) -> No
         "ValueError", "doomed 3", worker.consumer,
     )  # fmt: skip
     assert row["enqueued_at"] is not None and row["enqueued_at"] <= row["event_at"]
+    skew = await pg.fetchval(  # the writer sends times in their binary form: check the epoch
+        f'SELECT max(abs(extract(epoch FROM now() - event_at))) FROM "{s}".audit'
+    )
+    assert skew < 60
     runs = await pg.fetch(
         f"SELECT duration_ms FROM \"{s}\".audit WHERE event IN ('succeeded', 'failed')"
     )
@@ -81,7 +85,7 @@ async def test_lifecycle_rows(client: Client, store: StoreConfig, pg: Any) -> No
 
 
 async def test_durable_results(
-    client: Client, store: StoreConfig, monkeypatch: pytest.MonkeyPatch
+    client: Client, store: StoreConfig, pg: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NT_POSTGRES_DSN", store.dsn)
     monkeypatch.setenv("NT_POSTGRES_SCHEMA", store.schema_name)
@@ -98,6 +102,11 @@ async def test_durable_results(
             await failing.result(timeout=20)
         not_durable = await engine.tasks["plain"].send(1)
         assert not not_durable.durable
+    skew = await pg.fetchval(  # finished_at went in its binary form: check the epoch
+        "SELECT max(abs(extract(epoch FROM now() - finished_at)))"
+        f' FROM "{store.schema_name}".results'
+    )
+    assert skew < 60
 
 
 async def test_replay_is_audited(

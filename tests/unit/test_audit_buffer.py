@@ -79,7 +79,8 @@ async def test_batches_of_batch_size_in_order() -> None:
     assert [r[1] for r in rows] == [f"m{n}" for n in range(7)]
     first = rows[0]
     assert first[0] == "started" and first[2:7] == ("eng", "job", "normal", 0, "w1")
-    assert first[7] == 1_700_000_000.0  # enqueued_at: epoch seconds for the writer's codec
+    # times go as timestamptz's binary form: microseconds since 2000-01-01 UTC
+    assert first[7] == (1_700_000_000_000 - 946_684_800_000) * 1000  # enqueued_at
     assert first[9] == 0.0
     assert conn.upserts == [
         [("eng", "m1", "job", True, '{"ok":true,"result":[1]}', conn.upserts[0][0][5])]
@@ -121,6 +122,23 @@ async def test_a_refused_batch_is_dropped_and_counted() -> None:
     assert counts["audit_dropped"] == 3
 
 
+async def test_a_stale_statement_cache_reconnects_and_keeps_the_batch() -> None:
+    import asyncpg
+
+    writer, counts = _writer(batch_size=10)
+    conn = FakeConnection()
+    conn.fail = 1
+    conn.error = asyncpg.InvalidCachedStatementError("cached plan must not change result type")
+    writer._conn = conn
+    for n in range(3):
+        writer.event(Event.RECEIVED, "eng", _envelope(n), "w1")
+    assert not await writer.write_once()
+    assert writer._conn is None and writer.pending == 3  # dropped the connection, kept rows
+    writer._conn = conn
+    assert await writer.write_once()
+    assert len(conn.copies[0]) == 3 and counts["audit_dropped"] == 0
+
+
 def test_store_config_from_env() -> None:
     assert StoreConfig.from_env({}) is None
     assert StoreConfig.from_env({"NT_POSTGRES_DSN": ""}) is None
@@ -135,12 +153,19 @@ def test_store_config_from_env() -> None:
         StoreConfig(dsn="postgresql://x/y", schema_name="Robert'); DROP")
 
 
-def test_time_codec_round_trip() -> None:
-    from nautilus_tasks.store.writer import _decode_time, _encode_time
+def test_times_as_microseconds_since_postgres_epoch() -> None:
+    from nautilus_tasks.store.writer import WIDTH, _pg_time, columns
 
-    for seconds in (946_684_800.0, 1_700_000_000.123456, 0.0):
-        assert _decode_time(_encode_time(seconds)) == pytest.approx(seconds, abs=1e-6)
-    assert _encode_time(946_684_800.0) == bytes(8)  # PostgreSQL's epoch is zero
+    assert _pg_time(946_684_800.0) == 0  # PostgreSQL's epoch is zero
+    assert _pg_time(1_700_000_000.123456) == 753_315_200_123_456
+    assert _pg_time(0.0) == -946_684_800_000_000
+    row = ["started", "m1", "eng", "job", "normal", 0, "w1", None, 946_684_801.5, None]
+    flat = [*row, None, None, None, *row[:7], 946_684_800_001, 946_684_800.25, 2.5, "E", "e", None]
+    assert len(flat) == 2 * WIDTH
+    cols = columns(flat)
+    assert cols[1] == ["m1", "m1"] and cols[9] == [None, 2.5] and cols[10] == [None, "E"]
+    assert cols[7] == [None, 1000]  # enqueued_at, from epoch milliseconds
+    assert cols[8] == [1_500_000, 250_000]  # event_at, from epoch seconds
 
 
 def test_error_text_fits_postgres_text() -> None:
