@@ -203,8 +203,13 @@ class Fetcher:
         try:
             await self._fetch()
         finally:
-            if self._critical is not None:
-                await cancel_all([self._critical])
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop, and wait until the blocking read of the critical stream has ended."""
+        self.stop()
+        if self._critical is not None:
+            await cancel_all([self._critical])
 
     async def _fetch(self) -> None:
         failures = 0

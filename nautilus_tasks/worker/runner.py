@@ -184,6 +184,7 @@ class Worker:
     ) -> None:
         self.fetcher.stop()
         await cancel_all([fetch])
+        await self.fetcher.close()  # if a cancel cut the fetch loop's own wait for it short
         for _ in self.queue.drain():
             self.fetcher.release()
         with contextlib.suppress(TimeoutError):
