@@ -89,5 +89,12 @@ class WorkerConfig(_Frozen):
 
     @property
     def capacity(self) -> int:
-        """Messages one worker holds at most: running plus prefetched."""
+        """Messages one worker holds: running plus prefetched (plus ``critical_room``)."""
         return self.concurrency + self.prefetch_count
+
+    @property
+    def critical_room(self) -> int:
+        """Places beyond ``capacity`` for critical messages only, taken by a blocking read
+        of the critical tier kept outstanding while every other place is held: a tenth of
+        the capacity, at least 1."""
+        return max(1, self.capacity // 10)

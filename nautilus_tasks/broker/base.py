@@ -172,6 +172,14 @@ class Broker(Protocol):
         block_ms: int,
     ) -> list[Delivery]: ...
 
+    async def read_below_critical(
+        self, engine: str, consumer: str, count: int, reserve: Sequence[int], block_ms: int
+    ) -> list[Delivery] | None: ...
+
+    async def read_critical(
+        self, engine: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]: ...
+
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
     ) -> tuple[list[str], list[str]]: ...

@@ -10,35 +10,59 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..aio import cancel_all
 from ..broker.base import Broker, Delivery
 from ..errors import BusError, BusUnavailable
 from ..priority import TIERS, Priority
 
 log = logging.getLogger("nautilus_tasks.worker")
 
+PER_TURN = 8
+"""Deliveries handed out per turn of the event loop without a socket being read between:
+to idle consumer coroutines woken in one turn, or in a row to one that never waits."""
+
 
 class LocalQueue:
     """Prefetched deliveries. Served critical first; the anti-starvation share's
     deliveries are served as if critical, so the share holds end to end.
 
-    One FIFO per tier, and an idle consumer coroutine is handed a delivery directly
-    (it only waits when every FIFO is empty): cheaper than a heap of tuples.
+    One FIFO per tier, and idle consumer coroutines are handed deliveries directly:
+    cheaper than a heap of tuples. At most ``per_turn`` are woken per turn of the event
+    loop, and one that finds deliveries queued yields after ``per_turn`` in a row, so
+    handlers that never suspend still let the loop read its sockets every few messages:
+    a critical entry that has arrived is queued before the next delivery is chosen.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, per_turn: int = PER_TURN) -> None:
         self._tiers: tuple[deque[Delivery], ...] = tuple(deque() for _ in TIERS)
         self._waiters: deque[asyncio.Future[Delivery]] = deque()
         self._size = 0
+        self._per_turn = per_turn
+        self._woken = 0
+        self._streak = 0
 
     def put(self, delivery: Delivery) -> None:
-        while self._waiters:  # they wait only while nothing is queued
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(delivery)
-                return
         key = Priority.CRITICAL if delivery.reserved else delivery.tier
         self._tiers[key].append(delivery)
         self._size += 1
+        if self._waiters:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Hand queued deliveries to idle consumers, ``per_turn`` in this turn of the loop;
+        the next turn hands out more."""
+        if not self._woken:
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        while self._waiters and self._size and self._woken < self._per_turn:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._pop())
+                self._woken += 1
+
+    def _next_turn(self) -> None:
+        self._woken = 0
+        if self._waiters and self._size:
+            self._wake()
 
     def _pop(self) -> Delivery:
         for fifo in self._tiers:
@@ -49,7 +73,13 @@ class LocalQueue:
 
     async def get(self) -> Delivery:
         if self._size:
-            return self._pop()
+            self._streak += 1
+            if self._streak < self._per_turn:
+                return self._pop()
+            self._streak = 0
+            await asyncio.sleep(0)  # let the loop read its sockets (see the class)
+            if self._size:
+                return self._pop()
         waiter: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -75,7 +105,16 @@ class LocalQueue:
 
 
 class Fetcher:
-    """Keeps the local queue filled up to ``capacity`` held messages (queued + running)."""
+    """Keeps the local queue filled up to ``capacity`` held messages (queued + running).
+
+    While every place is taken, a blocking read of the critical stream alone stays
+    outstanding (``critical_room`` places beyond the capacity, for critical entries only),
+    so a critical message is taken in as it arrives rather than at the next read that
+    freed capacity allows. One reader at a time owns the critical stream: the priority
+    read leaves it alone while that blocking read is outstanding, and reads nothing if
+    critical entries wait undelivered then; so critical entries reach the local queue in
+    stream order, and no lower tier is read while one waits unread.
+    """
 
     def __init__(
         self,
@@ -87,6 +126,7 @@ class Fetcher:
         capacity: int,
         block_ms: int,
         low_share: float,
+        critical_room: int = 0,
     ) -> None:
         self.broker = broker
         self.engine = engine
@@ -95,12 +135,20 @@ class Fetcher:
         self.capacity = capacity
         self.block_ms = block_ms
         self.low_share = low_share
+        self.critical_room = critical_room
         self.held = 0
         self.last_fetch = time.monotonic()
         """When a read last returned (with or without messages): the health signal."""
         self._space = asyncio.Event()
+        self._room = asyncio.Event()
         self._credits = [0.0, 0.0, 0.0]
         self._stopping = False
+        self._critical: asyncio.Task[None] | None = None
+        """The blocking read of the critical stream, while it is outstanding."""
+        self._critical_drained = False
+        """The last read of the critical stream left nothing undelivered in it."""
+        self._below = False
+        """A read of the lower tiers only is outstanding."""
         self.on_hold: Callable[[str, Priority], None] | None = None
         """Called for each accepted delivery (the worker's lease table)."""
 
@@ -108,11 +156,13 @@ class Fetcher:
         """Fetch no more; the loop ends at its next turn even if a cancellation was lost."""
         self._stopping = True
         self._space.set()
+        self._room.set()
 
     def release(self) -> None:
         """One held message is finished: room for another."""
         self.held -= 1
         self._space.set()
+        self._room.set()
 
     @property
     def free(self) -> int:
@@ -150,17 +200,28 @@ class Fetcher:
 
     async def run(self) -> None:
         """Fetch until cancelled. Bus errors back off with jitter and never end the loop."""
+        try:
+            await self._fetch()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop, and wait until the blocking read of the critical stream has ended."""
+        self.stop()
+        if self._critical is not None:
+            await cancel_all([self._critical])
+
+    async def _fetch(self) -> None:
         failures = 0
         while not self._stopping:
             free = self.capacity - self.held
             if free <= 0:
+                self._watch_critical()
                 self._space.clear()
                 await self._space.wait()
                 continue
             try:
-                got = await self.broker.read(
-                    self.engine, self.consumer, free, self._reserve(free), self.block_ms
-                )
+                got = await self._read(free)
             except (BusUnavailable, BusError) as exc:
                 failures += 1
                 delay = random.uniform(0, min(5.0, 0.05 * 2**failures))
@@ -171,7 +232,71 @@ class Fetcher:
                 log.info("fetching from %s again after %d failures", self.engine, failures)
                 failures = 0
             self.last_fetch = time.monotonic()
-            if self._stopping:  # stopped during the read: hand these back with the rest
-                log.debug("stopped during a read; %d deliveries stay pending", len(got))
+            if self._stopping:  # stopped during a read: hand these back with the rest
+                log.debug("stopped during a read; deliveries stay pending")
                 return
+            if got is None:  # critical entries wait undelivered: let the blocking read end
+                if self._critical is not None:
+                    self._space.clear()
+                    await self._space.wait()
+                continue
             self.accept(got)
+
+    async def _read(self, free: int) -> list[Delivery] | None:
+        """The priority read, or, while the critical stream has its own reader, a read of
+        the lower tiers only (None: critical entries wait undelivered)."""
+        reserve = self._reserve(free)
+        if self._critical is None:
+            got = await self.broker.read(self.engine, self.consumer, free, reserve, self.block_ms)
+            self._critical_drained = len(got) < free or any(
+                d.tier is not Priority.CRITICAL and not d.reserved for d in got
+            )
+            return got
+        self._below = True
+        try:
+            return await self.broker.read_below_critical(
+                self.engine, self.consumer, free, reserve, self.block_ms
+            )
+        finally:
+            self._below = False
+
+    def _watch_critical(self) -> None:
+        """Every place is taken: keep a blocking read of the critical stream outstanding,
+        if it has nothing undelivered (else the next priority read takes that first)."""
+        if (
+            self.critical_room > 0
+            and self._critical is None
+            and self._critical_drained
+            and not self._stopping
+            and self.held < self.capacity + self.critical_room
+        ):
+            self._critical = asyncio.create_task(self._read_critical())
+
+    async def _read_critical(self) -> None:
+        """Own the critical stream while every place is taken (or while the lower tiers'
+        read is outstanding): block on it and queue what comes, up to the extra room."""
+        try:
+            while not self._stopping:
+                room = self.capacity + self.critical_room - self.held
+                if room <= 0:
+                    if not self._below:
+                        break  # the priority read takes critical first once space frees
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                got = await self.broker.read_critical(
+                    self.engine, self.consumer, room, self.block_ms
+                )
+                if self._stopping:
+                    return  # they stay pending and are handed back with the rest
+                self._critical_drained = len(got) < room
+                self.accept(got)
+                self._space.set()
+                if not self._below and (self.held < self.capacity or len(got) >= room):
+                    break  # the priority read (critical first) has room again
+        except (BusUnavailable, BusError) as exc:
+            self._critical_drained = False
+            log.warning("blocking read of %s's critical tier failed (%s)", self.engine, exc)
+        finally:
+            self._critical = None
+            self._space.set()

@@ -71,6 +71,7 @@ class Worker:
         self.fetcher = Fetcher(
             broker, name, self.consumer, self.queue,
             capacity=cfg.capacity, block_ms=cfg.block_ms, low_share=cfg.low_share,
+            critical_room=cfg.critical_room,
         )  # fmt: skip
         self.acks = AckBatcher(broker, name, self.consumer, self.stats, cfg.ack_interval)
         self.leases = Leases(
@@ -183,6 +184,7 @@ class Worker:
     ) -> None:
         self.fetcher.stop()
         await cancel_all([fetch])
+        await self.fetcher.close()  # if a cancel cut the fetch loop's own wait for it short
         for _ in self.queue.drain():
             self.fetcher.release()
         with contextlib.suppress(TimeoutError):

@@ -86,3 +86,85 @@ def test_intrusions_counts_out_of_order_starts() -> None:
     assert intrusions([0, 0, 1, 2, 3]) == 0
     assert intrusions([0, 3, 0, 1]) == 1
     assert intrusions([3, 2, 1, 0]) == 3
+
+
+def _held_engine(order: list[tuple[str, int]], go: asyncio.Event) -> Engine:
+    """LOW jobs that, once started, hold their place until ``go`` is set; CRITICAL
+    ``urgent`` ones that do not wait."""
+    engine = Engine("prio")
+
+    @engine.task(priority=Priority.LOW)
+    async def job(label: str, n: int) -> None:
+        order.append((label, n))
+        if label == "low":
+            await go.wait()
+
+    @engine.task(priority=Priority.CRITICAL)
+    async def urgent(n: int) -> None:
+        order.append(("critical", n))
+
+    return engine
+
+
+async def test_critical_is_taken_in_while_every_place_is_held(client: Client) -> None:
+    """A LOW backlog fills every place (2 running, 2 prefetched, all held by slow
+    handlers): a CRITICAL message sent then is read at once into the room kept beyond the
+    capacity, and starts on the first place to free up, before the prefetched LOW ones.
+    Without that room it waits until a LOW one is acked and starts after the prefetched."""
+    order: list[tuple[str, int]] = []
+    go = asyncio.Event()
+    engine = _held_engine(order, go)
+    job = engine.tasks["job"]
+    client.bind(engine)
+    await client.send_many(job, [(("low", n), {}) for n in range(50)])
+    config = WorkerConfig(concurrency=2, prefetch=2, low_share=0, grace=5)
+    assert config.critical_room == 1
+    async with running_worker(engine, client, config) as worker:
+        await wait_for(lambda: len(order) == 2 and worker.fetcher.held == config.capacity)
+        await engine.tasks["urgent"].send(0)
+        await wait_for(lambda: worker.fetcher.held == config.capacity + 1)
+        assert len(order) == 2  # nothing else started meanwhile: every place is still held
+        go.set()
+        await wait_for(lambda: len(order) == 51)
+    assert order.index(("critical", 0)) == 2, order[:6]
+
+
+async def test_critical_burst_on_a_full_worker_starts_in_order(client: Client) -> None:
+    """More CRITICAL messages than the extra room arrive at once while every place is
+    held: the blocking read takes what fits, the priority read the rest, and they start
+    in the order sent, before any LOW message not already held when they came."""
+    order: list[tuple[str, int]] = []
+    go = asyncio.Event()
+    engine = _held_engine(order, go)
+    job = engine.tasks["job"]
+    client.bind(engine)
+    await client.send_many(job, [(("low", n), {}) for n in range(40)])
+    config = WorkerConfig(concurrency=1, prefetch=1, low_share=0, grace=5)
+    async with running_worker(engine, client, config) as worker:
+        await wait_for(lambda: len(order) == 1 and worker.fetcher.held == config.capacity)
+        await client.send_many(engine.tasks["urgent"], [((n,), {}) for n in range(30)])
+        await wait_for(lambda: worker.fetcher.held == config.capacity + 1)
+        go.set()
+        await wait_for(lambda: len(order) == 70)
+    ns = [n for label, n in order if label == "critical"]
+    assert ns == list(range(30))
+    last = max(i for i, (label, _) in enumerate(order) if label == "critical")
+    assert {n for label, n in order[:last] if label == "low"} <= {0, 1}, order[: last + 1]
+
+
+async def test_lower_tiers_wait_while_critical_entries_are_undelivered(client: Client) -> None:
+    """The read that leaves the critical stream to its own blocking reader reads nothing
+    while critical entries wait undelivered, and reads the lower tiers otherwise."""
+    order: list[tuple[str, int]] = []
+    engine = _engine(order)
+    job = engine.tasks["job"]
+    client.bind(engine)
+    broker = client.broker
+    await broker.ensure_groups("prio", "c1")
+    await job.send("low", 0)
+    await job.send_with(priority=Priority.CRITICAL)("critical", 0)
+    assert await broker.read_below_critical("prio", "c1", 10, (0, 0, 0), 0) is None
+    [first] = await broker.read_critical("prio", "c1", 10, 0)
+    assert first.tier is Priority.CRITICAL
+    [low] = await broker.read_below_critical("prio", "c1", 10, (0, 0, 0), 0) or []
+    assert low.tier is Priority.LOW

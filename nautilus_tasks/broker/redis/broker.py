@@ -14,7 +14,7 @@ from ...config import BusConfig
 from ...errors import BacklogFull
 from ...priority import TIERS, Priority
 from ..base import Delivery, Finish, Reclaimed
-from . import messaging
+from . import messaging, reads
 from .errors import mapped_errors
 from .inspect import AdminMixin
 from .keys import Keys
@@ -25,15 +25,7 @@ log = logging.getLogger("nautilus_tasks.broker")
 
 T = TypeVar("T")
 
-_TIER_INDEX = {i + 1: p for i, p in enumerate(TIERS)}
-
-
-def _str(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+_str, _pairs = reads._str, reads._pairs
 
 
 class RedisBroker(AdminMixin, TicksMixin):
@@ -190,33 +182,35 @@ class RedisBroker(AdminMixin, TicksMixin):
         block_ms: int,
     ) -> list[Delivery]:
         """Priority pass over the tiers; if it finds nothing, one blocking XREADGROUP."""
-        keys = self.keys(engine)
-        async with mapped_errors(f"read {engine}"):
-            try:
-                found = await self._scripts.read(keys, consumer, count, reserve)
-                out = [
-                    Delivery(_TIER_INDEX[i], _str(eid), _pairs(flat), bool(reserved))
-                    for i, reserved, entries in found
-                    for eid, flat in entries
-                ]
-                if out or block_ms <= 0:
-                    return out
-                streams: Any = dict.fromkeys(keys.streams, ">")
-                got: Any = await self._redis.xreadgroup(
-                    keys.group, consumer, streams, count=1, block=block_ms
-                )
-            except rexc.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._recreate_groups(engine, consumer)
-                return []
-        index = {s.encode(): p for s, p in zip(keys.streams, TIERS, strict=True)}
-        return [
-            Delivery(index[stream], _str(eid), dict(fields))
-            for stream, entries in got or []
-            for eid, fields in entries
-            if fields is not None
-        ]
+        got: list[Delivery] | None = await self._guard(
+            f"read {engine}", engine, consumer,
+            lambda: reads.read(self._redis, self._scripts, self.keys(engine), consumer,
+                               count, reserve, block_ms, False),
+            [],
+        )  # fmt: skip
+        return got or []
+
+    async def read_below_critical(
+        self, engine: str, consumer: str, count: int, reserve: Sequence[int], block_ms: int
+    ) -> list[Delivery] | None:
+        """``read`` of the high, normal and low tiers only; None, having read nothing,
+        when the critical stream holds entries not yet delivered to the group."""
+        return await self._guard(
+            f"read {engine}", engine, consumer,
+            lambda: reads.read(self._redis, self._scripts, self.keys(engine), consumer,
+                               count, reserve, block_ms, True),
+            [],
+        )  # fmt: skip
+
+    async def read_critical(
+        self, engine: str, consumer: str, count: int, block_ms: int
+    ) -> list[Delivery]:
+        """Up to ``count`` new critical entries, blocking up to ``block_ms``."""
+        return await self._guard(
+            f"read critical {engine}", engine, consumer,
+            lambda: reads.read_critical(self._redis, self.keys(engine), consumer, count, block_ms),
+            [],
+        )  # fmt: skip
 
     async def _recreate_groups(self, engine: str, consumer: str) -> None:
         """Recreate lost groups; warn once per loss. Loops that meet NOGROUP together

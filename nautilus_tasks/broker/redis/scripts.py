@@ -76,10 +76,10 @@ class Scripts:
         return await self._scripts[name](keys=list(keys), args=list(args))
 
     async def read(
-        self, keys: Keys, consumer: str, count: int, reserve: Sequence[int]
-    ) -> list[Any]:
-        args = [keys.group, consumer, count, *reserve]
-        result: list[Any] = await self._run("read", keys.streams, args)
+        self, keys: Keys, consumer: str, count: int, reserve: Sequence[int], skip_critical: bool
+    ) -> list[Any] | int:
+        args = [keys.group, consumer, count, *reserve, 1 if skip_critical else 0]
+        result: list[Any] | int = await self._run("read", keys.streams, args)
         return result
 
     async def ack(
