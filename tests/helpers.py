@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from nautilus_tasks import Client, Engine, WorkerConfig
 from nautilus_tasks.worker import Worker
@@ -29,10 +30,12 @@ async def wait_for(
 
 @asynccontextmanager
 async def running_worker(
-    engine: Engine, client: Client, config: WorkerConfig | None = None
+    engine: Engine, client: Client, config: WorkerConfig | None = None, audit: Any = None
 ) -> AsyncIterator[Worker]:
-    """A worker of ``engine`` running in this event loop until the block ends."""
-    worker = Worker(engine, client.broker, config or WorkerConfig(concurrency=10, grace=5))
+    """A worker of ``engine`` running in this event loop until the block ends (with
+    ``audit``, a StoreConfig: its audit writer too, flushed when the block ends)."""
+    config = config or WorkerConfig(concurrency=10, grace=5)
+    worker = Worker(engine, client.broker, config, audit=audit)
     task = asyncio.create_task(worker.run())
     started = asyncio.create_task(worker.started.wait())
     done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from nautilus_tasks import Client, Engine, WorkerConfig
 from nautilus_tasks.store import StoreConfig
 from nautilus_tasks.worker import Worker
+from tests.helpers import running_worker
 
 
 @asynccontextmanager
@@ -18,20 +18,9 @@ async def audited_worker(
 ) -> AsyncIterator[Worker]:
     """A worker of ``engine`` with its audit writer, in this loop; stopped (and its audit
     flushed) when the block ends."""
-    worker = Worker(
-        engine, client.broker, config or WorkerConfig(concurrency=20, grace=5), audit=store
-    )
-    task = asyncio.create_task(worker.run())
-    started = asyncio.create_task(worker.started.wait())
-    done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        started.cancel()
-        task.result()
-    try:
+    config = config or WorkerConfig(concurrency=20, grace=5)
+    async with running_worker(engine, client, config, audit=store) as worker:
         yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def lifecycles(pg: Any, schema: str, ids: list[str] | None = None) -> dict[str, str]:
