@@ -102,6 +102,13 @@ async def test_durable_results(
             await failing.result(timeout=20)
         not_durable = await engine.tasks["plain"].send(1)
         assert not not_durable.durable
+        # the buffered and bulk sends of a durable task keep the flag (no fast path drops it)
+        buffered = engine.tasks["square"].send_nowait(3)
+        [bulk] = await client.send_many(engine.tasks["square"], [((4,), {})])
+        await client.flush()
+        assert buffered.durable
+        assert await buffered.result(timeout=20) == 9
+        assert await client.result(engine.tasks["square"], bulk, 20, durable=True) == 16
     skew = await pg.fetchval(  # finished_at went in its binary form: check the epoch
         "SELECT max(abs(extract(epoch FROM now() - finished_at)))"
         f' FROM "{store.schema_name}".results'
