@@ -2,7 +2,7 @@
 
 Both backends run the same code: the ``broker/redis`` broker and its Lua scripts, and the
 worker's fetcher, executor and ack batcher (see ``runner.py``). In memory, the broker's
-redis-py client talks to a fakeredis server (``clock.py``); with ``url=`` it talks to a
+redis-py client talks to a fakeredis server (``broker/redis/fake.py``); with ``url=`` it talks to a
 real Redis or Valkey under its own key prefix.
 """
 
@@ -27,7 +27,7 @@ from .recording import HandlerError, Journal, Outcome, PublishedEvent, Recording
 from .runner import DEFAULT_CONFIG, EngineRunner
 
 if TYPE_CHECKING:
-    from .clock import Clock
+    from ..broker.redis.fake import Clock
 
 Backend = Literal["memory", "server"]
 MAX_PAUSE = 0.01
@@ -121,7 +121,7 @@ class TestBus:
             broker = await RecordingBroker.connect(config)
         else:
             try:
-                from .clock import Clock, ClockedServer, fake_redis
+                from ..broker.redis.fake import Clock, ClockedServer, fake_redis
             except ImportError as exc:  # pragma: no cover - depends on the installed extras
                 raise ConfigurationError(
                     f"the in-memory test bus needs fakeredis: pip install"
