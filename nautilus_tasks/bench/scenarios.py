@@ -200,8 +200,9 @@ async def critical(bench: Bench) -> dict[str, Any]:
         await bench.client.send_many(app.low, [((), {})] * min(CHUNK, backlog - first))
         step.update(first)
     step.finish()
+    # read before the worker starts: a small backlog may be gone by the time it is up
+    queued = await bench.broker.backlog(app.bench.name)
     async with workers(bench, ["bench"]):
-        queued = await bench.broker.backlog(app.bench.name)
 
         async def backlogged() -> bool:  # measure only while a tenth of it still waits
             return await bench.broker.backlog(app.bench.name) > queued // 10
