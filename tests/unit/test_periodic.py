@@ -213,18 +213,24 @@ class FakeClient:
 
 
 @pytest.mark.parametrize(
-    ("policy", "last", "expected"),
+    ("policy", "last", "expected", "bound"),
     [
-        ("once", None, []),  # a first start: nothing was missed
-        ("all", None, []),
-        ("skip", 1000, []),
-        ("once", 1000, [6000]),
-        ("all", 1000, [2000, 3000, 4000, 5000, 6000]),
-        ("all", 6000, []),  # a restart with no missed tick replays nothing
+        ("once", None, [], 100),  # a first start: nothing was missed
+        ("all", None, [], 100),
+        ("skip", 1000, [], 100),
+        ("once", 1000, [6000], 100),
+        ("all", 1000, [2000, 3000, 4000, 5000, 6000], 100),
+        ("all", 1000, [4000, 5000, 6000], 3),  # `all` is bounded: the latest max_catchup
+        ("once", 1000, [6000], 3),
+        ("all", 6000, [], 100),  # a restart with no missed tick replays nothing
     ],
 )
-async def test_catch_up_on_start(policy: str, last: int | None, expected: list[int]) -> None:
-    engine = declare(every=timedelta(seconds=1), misfire=policy, anchor=utc(1970, 1, 1))
+async def test_catch_up_on_start(
+    policy: str, last: int | None, expected: list[int], bound: int
+) -> None:
+    engine = declare(
+        every=timedelta(seconds=1), misfire=policy, anchor=utc(1970, 1, 1), max_catchup=bound
+    )
     broker = FakeBroker(None if last is None else 1_800_000_000_000 + last)
     clock = 1_800_000_006.5  # epoch seconds: half a second after the tick ...6000
     scheduler = Scheduler([engine], FakeClient(broker), clock=lambda: clock)  # type: ignore[arg-type]
