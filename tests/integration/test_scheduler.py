@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from nautilus_tasks import Client, Engine, Priority
 from nautilus_tasks.aio import cancel_all
 from nautilus_tasks.message import Envelope, decode
-from nautilus_tasks.scheduler import Scheduler
+from nautilus_tasks.scheduler import Scheduler, ticks
 from tests.helpers import wait_for
 from tests.integration.test_cli import cli
 from tests.procs import start_scheduler, stop_workers
@@ -62,8 +62,14 @@ async def test_three_scheduler_processes_enqueue_each_tick_exactly_once(
     finally:
         codes = stop_workers(procs)
     assert codes == [0, 0, 0], [log.read_text()[-2000:] for log in logs]
-    fired = [e.fire_time for e in await envelopes(raw, prefix, "ticker")]
+    sent = await envelopes(raw, prefix, "ticker")
+    fired = [e.fire_time for e in sent]
     assert all(e is not None for e in fired)
+    for envelope in sent:  # each tick carries the schedule's arguments, at its priority
+        assert (envelope.name, envelope.schedule, envelope.priority) == (
+            "tick", "ticker.tick", "normal",
+        )  # fmt: skip
+        assert envelope.body == {"args": [], "kwargs": {"label": "every second"}}
     counts = Counter(fired)
     assert max(counts.values()) == 1, [t for t, n in counts.items() if n > 1]
     in_window = sorted(t for t in fired if t is not None and start <= t < end)
@@ -196,6 +202,34 @@ async def test_tick_script_refuses_duplicates_stale_ticks_and_full_inboxes(
     assert 0 < ttl <= 60_000
 
 
+def shown(moment: datetime) -> str:
+    """A time as ``schedules`` prints it: UTC, to the millisecond."""
+    return moment.astimezone(UTC).isoformat(sep=" ", timespec="milliseconds")[:23]
+
+
+async def test_a_schedule_sends_its_arguments_at_its_priority(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    engine = Engine("urgent")
+
+    @engine.periodic(every=timedelta(seconds=1), args=(7,), kwargs={"note": "hi"}, priority="high")
+    @engine.task
+    async def job(size: int, note: str = "") -> None: ...
+
+    scheduler = Scheduler([engine], client)
+    await run_until(scheduler, lambda: scheduler.counts["enqueued"] >= 1)
+    entries = await raw.xrange(f"{prefix}:{{urgent}}:q:high")
+    assert len(entries) == scheduler.counts["enqueued"] >= 1
+    for _, fields in entries:
+        envelope = decode(fields)
+        assert (envelope.name, envelope.priority, envelope.schedule) == (
+            "job", "high", "urgent.job",
+        )  # fmt: skip
+        assert envelope.body == {"args": [7], "kwargs": {"note": "hi"}}
+    for tier in ("critical", "normal", "low"):
+        assert await raw.xlen(f"{prefix}:{{urgent}}:q:{tier}") == 0
+
+
 async def test_schedules_lists_next_fire_and_last_enqueue(
     client: Client, redis_url: str, prefix: str
 ) -> None:
@@ -204,11 +238,27 @@ async def test_schedules_lists_next_fire_and_last_enqueue(
     scheduler = Scheduler([ticker], client)
     await run_until(scheduler, lambda: scheduler.counts["enqueued"] >= 1)
     state = (await client.broker.schedule_states("ticker"))["ticker.tick"]
+    before = datetime.now(UTC)
     code, out, err = await cli(redis_url, prefix, "schedules", "tests.apps.scheduled")
+    after = datetime.now(UTC)
     assert code == 0, err
-    row = next(line for line in out.splitlines() if "ticker.tick" in line)
-    assert "every 0:00:01" in row and "all" in row
-    assert state.message_id is not None and state.message_id in row
-    assert str(state.enqueued) in row
+    line = next(line for line in out.splitlines() if "ticker.tick" in line)
+    cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+    assert cells[:4] == ["ticker.tick", "ticker.tick", "every 0:00:01", "all"], cells
+    # the next fire time: the schedule's next tick after some moment the command ran at
+    trigger = ticks.make_trigger(ticker.schedules["ticker.tick"])
+    latest = ticks.next_after(trigger, after)
+    moment = ticks.next_after(trigger, before)
+    possible = []
+    while moment is not None and latest is not None and moment <= latest:
+        possible.append(shown(moment))
+        moment = ticks.next_after(trigger, moment)
+    assert cells[4] in possible, (cells[4], possible)
+    assert state.fire_ms is not None and state.enqueued_at_ms is not None
+    assert cells[5] == shown(ticks.from_ms(state.fire_ms))  # the last tick, nominal time
+    assert cells[6] == shown(ticks.from_ms(state.enqueued_at_ms))  # when it was enqueued
+    assert cells[4] > cells[5]
+    assert state.message_id is not None
+    assert cells[7:] == [state.message_id, str(state.enqueued), str(state.refused)]
     code, _, err = await cli(redis_url, prefix, "schedules", "engines.risk")
     assert code == 1 and "no periodic schedule" in err
