@@ -52,6 +52,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_RUN = pytest.StashKey[list[str]]()
+"""The backends of this run (``--nt-backends``), checked when pytest starts."""
+
+
+def _names(values: Any) -> tuple[list[str], str | None]:
+    """The backend names, and what is wrong with them (None: nothing)."""
+    names = [str(v).strip() for v in values if str(v).strip()]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown or not names:
+        return names, f"unknown nautilus-tasks backends {unknown or names}: use {BACKENDS}"
+    return names, None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "nt_engines(*engines): the engines that the nt_* bus fixtures connect"
@@ -61,25 +74,30 @@ def pytest_configure(config: pytest.Config) -> None:
         "nt_backends(*names): run a test that uses nt_any_bus on these backends"
         " (memory, server; default both)",
     )
+    option = str(config.getoption("--nt-backends", ",".join(BACKENDS)))
+    names, wrong = _names(option.split(","))
+    if wrong is not None:
+        raise pytest.UsageError(f"--nt-backends={option}: {wrong}")
+    config.stash[_RUN] = names
 
 
-def _backends(metafunc: pytest.Metafunc) -> list[str]:
+def _backends(metafunc: pytest.Metafunc) -> list[Any]:
+    """One case per backend of the test (its marker's, else both); a backend that
+    ``--nt-backends`` leaves out is skipped, so the option wins over a marker."""
+    run = metafunc.config.stash[_RUN]
+    wanted = list(BACKENDS)
     marker = metafunc.definition.get_closest_marker("nt_backends")
     if marker is not None and marker.args:
-        names = [str(a) for a in marker.args]
-    else:
-        option = str(metafunc.config.getoption("--nt-backends"))
-        names = [n.strip() for n in option.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(BACKENDS))
-    if unknown or not names:
-        raise pytest.UsageError(f"unknown nautilus-tasks backends {unknown}: use {BACKENDS}")
-    return names
+        wanted, wrong = _names(marker.args)
+        if wrong is not None:
+            pytest.fail(f"{metafunc.definition.nodeid}: nt_backends marker: {wrong}", pytrace=False)
+    left_out = pytest.mark.skip(reason=f"not in --nt-backends={','.join(run)}")
+    return [pytest.param(n, id=n, marks=() if n in run else left_out) for n in wanted]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "nt_any_bus" in metafunc.fixturenames:
-        names = _backends(metafunc)
-        metafunc.parametrize("nt_backend", names, ids=names, scope="function")
+        metafunc.parametrize("nt_backend", _backends(metafunc), scope="function")
 
 
 @pytest.fixture
