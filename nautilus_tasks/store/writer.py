@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..lifecycle import AuditSink, Event
@@ -94,6 +95,8 @@ class AuditWriter(AuditSink):
         self._idle.set()
         self.failures = 0
         """Consecutive failed writes (0 when the last write succeeded)."""
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How ``run`` pauses between failed writes (replaceable, for tests)."""
         self._limit = config.buffer_size
         self._batch_size = config.batch_size
         self._cap = config.buffer_size * WIDTH
@@ -155,7 +158,7 @@ class AuditWriter(AuditSink):
                         pass
                 self._wake.clear()
                 if self.pending and not await self.write_once():
-                    await asyncio.sleep(self._backoff())
+                    await self.sleep(self._backoff())
                 if not self.pending:
                     self._idle.set()
         finally:

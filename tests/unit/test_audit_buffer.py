@@ -173,3 +173,58 @@ def test_error_text_fits_postgres_text() -> None:
 
     assert _text(ValueError("a\x00b")) == "a\\0b"  # PostgreSQL text refuses NUL
     assert len(_text(ValueError("x" * 5000))) == ERROR_LIMIT
+
+
+def test_the_backoff_grows_with_failures_and_is_capped() -> None:
+    writer, _ = _writer(backoff_max=2.0)
+    ceilings = {1: 0.2, 2: 0.4, 3: 0.8, 4: 1.6, 5: 2.0, 40: 2.0}  # 0.1 * 2**n, capped
+    for failures, ceiling in ceilings.items():
+        writer.failures = failures
+        delays = [writer._backoff() for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), (failures, min(delays))
+        assert len(set(delays)) > 1  # jittered: writers do not retry in step
+    writer.failures = 1
+    first = max(writer._backoff() for _ in range(50))
+    writer.failures = 3
+    assert min(writer._backoff() for _ in range(50)) > first  # grows, whatever the jitter
+
+
+class Enough(BaseException):
+    """Ends a writer's run from its pause (a BaseException: the writer catches Exception)."""
+
+
+class TightLoop(BaseException):
+    """A reconnect that came with no pause before it."""
+
+
+async def test_run_pauses_for_the_backoff_between_failed_connects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nautilus_tasks.store import writer as module
+
+    connects: list[int] = []
+    delays: list[float] = []
+
+    async def unreachable(config: StoreConfig) -> Any:
+        connects.append(1)
+        if len(connects) > len(delays) + 1:
+            raise TightLoop
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(module, "_connect", unreachable)
+    writer, counts = _writer(batch_size=1, backoff_max=1.0)
+
+    async def pause(delay: float) -> None:  # records the pause instead of waiting
+        assert len(delays) == len(connects) - 1 == counts["audit_write_errors"] - 1
+        delays.append(delay)
+        if len(delays) == 8:
+            raise Enough
+
+    writer.sleep = pause
+    writer.event(Event.RECEIVED, "eng", _envelope(1), "w1")
+    with pytest.raises(Enough):
+        await writer.run()
+    assert len(connects) == len(delays) == 8  # a pause after every failed try
+    ceilings = [0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
+    assert writer.pending == 1 and counts["audit_dropped"] == 0  # the event is kept
