@@ -12,6 +12,9 @@ Every handler records what it did in Redis, under the run's ``NT_PREFIX``:
 - ``P:test:gate``      list the test pushes to, to let the first holder go on;
 - ``P:test:gate2``     the same for a later runner, when it was asked to wait too.
 
+``hold`` and ``hold_once`` return the pid of the process that ran them (what a requester
+gets as its reply tells who sent it).
+
 The connection is opened on first use, in the worker process.
 """
 
@@ -94,7 +97,7 @@ async def _hold(n: int, fail: bool, wait_later: bool) -> int:
     elif wait_later:
         await ready(conn.blpop([key("gate2")], timeout=GATE_TIMEOUT))
     await ready(conn.hincrby(key("runs"), str(n), 1))
-    return n
+    return pid
 
 
 @slow.task(backoff_base=0.05, backoff_max=0.1)

@@ -4,7 +4,10 @@ Meanwhile a second worker, the rescuer, reclaims the entry and runs it. When the
 back (after the rescuer acked the entry, or while the rescuer still runs it), its ack (or,
 when its handler raises, its retry or its dead-letter) must be refused: the scripts check
 that this consumer still owns the entry. The entry ends acked exactly once, by the rescuer,
-and nothing is scheduled to run again.
+and nothing is scheduled to run again. In the ``reply`` variant the message is a request
+(``hold.request(...)``): the requester gets exactly one reply, the rescuer's (the handler
+returns its pid), and the zombie's reply, refused with its ack by ``finish.lua``, never
+reaches the reply stream.
 
 What the framework guarantees is about the entry: its ack, retry and dead-letter (and
 replies, when they come) happen once, by the owner. A paused process cannot be kept from
@@ -17,6 +20,7 @@ counters, which the framework raises only when its ownership-checked ack script 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 from dataclasses import dataclass
@@ -46,11 +50,16 @@ class Variant:
     """What the zombie logs when the server refuses its outcome (a regular expression)."""
     counted: str
     """The zombie's counter of what it did before it tried to settle the entry."""
+    request: bool = False
+    """Sent with ``request(...)``: the outcome carries a reply to the test's client."""
 
 
 VARIANTS = {
     "ack": Variant(
         hold, False, r"ack refused for 1 entries of slow: another consumer", "succeeded"
+    ),
+    "reply": Variant(
+        hold, False, r"ack refused for 1 entries of slow: another consumer", "succeeded", True
     ),
     "retry": Variant(hold, True, r"retry of \S+ refused: another consumer", "failed"),
     "dead-letter": Variant(
@@ -79,8 +88,12 @@ async def test_zombie_cannot_settle_what_another_consumer_took_over(
     during = order == "during-rescue"
     ledger = Ledger(raw, prefix)
     client.bind(slow)
-    await client.send_many(variant.task, [((0,), {"fail": variant.fail, "wait_later": during})])
-    ledger.sent.add(0)
+    options = {"fail": variant.fail, "wait_later": during}
+    answer: asyncio.Task[int] | None = None
+    if variant.request:
+        answer = asyncio.create_task(variant.task.request(0, **options, timeout=60))
+    else:
+        await client.send_many(variant.task, [((0,), options)])
 
     zombie_log, rescuer_log = tmp_path / "zombie.log", tmp_path / "rescuer.log"
     lease = ["--lease", str(LEASE)]
@@ -88,6 +101,7 @@ async def test_zombie_cannot_settle_what_another_consumer_took_over(
         zombie = group.start(zombie_log, "-c", "1", "--prefetch", "0", *lease)
         # mid-task: the handler started in the zombie and waits at the gate
         await wait_for(lambda: _holder_is(raw, prefix, zombie.pid), 30)
+        ledger.sent.add(0)  # it runs: the send (or request) was stored
         zombie.send_signal(signal.SIGSTOP)
         zombie_consumer = await tools.consumer_named(raw, prefix, zombie.pid)
         assert await tools.held_by(raw, prefix, zombie_consumer) == [0]
@@ -140,6 +154,25 @@ async def test_zombie_cannot_settle_what_another_consumer_took_over(
     report = await ledger.check()
     assert not report.missing and not report.unknown
     assert report.duplicates == (0 if variant.fail else 1)
+    if answer is not None:
+        await _check_one_reply(client, raw, prefix, answer, rescuer.pid)
+
+
+async def _check_one_reply(
+    client: Client, raw: aioredis.Redis, prefix: str, answer: asyncio.Task[int], rescuer: int
+) -> None:
+    """The requester got the rescuer's reply, and no other reply was ever written: once both
+    workers are gone, the client's reader has read (and deleted) everything in its reply
+    stream, and a second reply would have been counted there as ``late``."""
+    assert await asyncio.wait_for(answer, 30) == rescuer, "the reply came from the rescuer"
+    replies = client.link_of(slow).replies
+    stream = f"{prefix}:reply:{replies.client_id}"
+    await wait_for(lambda: _empty(raw, stream), 30)
+    assert replies.late == 0, "a second reply (the zombie's) reached the requester"
+
+
+async def _empty(raw: aioredis.Redis, stream: str) -> bool:
+    return int(await raw.xlen(stream)) == 0
 
 
 async def _starts(raw: aioredis.Redis, prefix: str) -> list[str]:
