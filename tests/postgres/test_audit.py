@@ -4,6 +4,7 @@ results through ``handle.result()``, expiry, and ``dlq replay``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -82,6 +83,45 @@ async def test_lifecycle_rows(client: Client, store: StoreConfig, pg: Any) -> No
         f'SELECT count(*) FROM "{s}".audit'
     )
     assert worker.stats.counts["audit_dropped"] == 0
+
+
+async def test_priority_and_duration_columns(client: Client, store: StoreConfig, pg: Any) -> None:
+    engine = Engine("timed")
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    @engine.task
+    async def held() -> None:
+        entered.set()
+        await release.wait()
+
+    @engine.task
+    async def noop() -> None: ...
+
+    client.bind(engine)
+    async with audited_worker(engine, client, store) as worker:
+        sent_at = time.perf_counter()
+        slow = await held.send_with(priority="high")()
+        await asyncio.wait_for(entered.wait(), 20)
+        entered_at = time.perf_counter()  # held started before this
+        quick = await noop.send_with(priority="critical")()
+        await wait_for(lambda: worker.stats.counts["succeeded"] == 1)  # noop's run is over
+        released_at = time.perf_counter()
+        release.set()  # held ends after this
+        await wait_for(lambda: worker.stats.counts["succeeded"] == 2)
+        done_at = time.perf_counter()
+    rows = await pg.fetch(
+        f'SELECT message_id, event, priority, duration_ms FROM "{store.schema_name}".audit'
+    )
+    priorities = {(r["message_id"], r["event"]): r["priority"] for r in rows}
+    assert priorities == {
+        (m, e): p for m, p in ((slow, "high"), (quick, "critical"))
+        for e in ("received", "started", "succeeded")
+    }  # fmt: skip
+    took = {r["message_id"]: r["duration_ms"] for r in rows if r["event"] == "succeeded"}
+    # held ran from before entered_at to after released_at, and within the test's window;
+    # noop ran inside held's run, so took less (causal bounds, not speed)
+    assert (released_at - entered_at) * 1000 <= took[slow] <= (done_at - sent_at) * 1000
+    assert 0 <= took[quick] < took[slow]
 
 
 async def test_durable_results(
