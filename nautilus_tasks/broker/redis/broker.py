@@ -11,7 +11,6 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from ...config import BusConfig
-from ...errors import BacklogFull
 from ...priority import TIERS, Priority
 from ..base import Delivery, Finish, Reclaimed
 from . import messaging, reads
@@ -19,6 +18,7 @@ from .errors import mapped_errors
 from .inspect import AdminMixin
 from .keys import Keys
 from .scripts import Scripts
+from .sending import SendMixin
 from .ticks import TicksMixin
 
 log = logging.getLogger("nautilus_tasks.broker")
@@ -28,7 +28,7 @@ T = TypeVar("T")
 _str, _pairs = reads._str, reads._pairs
 
 
-class RedisBroker(AdminMixin, TicksMixin):
+class RedisBroker(SendMixin, AdminMixin, TicksMixin):
     """One connection pool to one bus. Create with ``await RedisBroker.connect(config)``."""
 
     def __init__(self, config: BusConfig, redis: aioredis.Redis) -> None:
@@ -116,43 +116,6 @@ class RedisBroker(AdminMixin, TicksMixin):
                 raise
             return 0
         return 1
-
-    async def enqueue(self, engine: str, tier: Priority, payload: bytes) -> str:
-        async with mapped_errors(f"XADD to {engine}"):
-            entry_id = await self._redis.xadd(self.keys(engine).stream(tier), {"envelope": payload})
-        return _str(entry_id)
-
-    async def enqueue_many(self, items: Sequence[tuple[str, Priority, bytes]]) -> list[str]:
-        """XADD many messages in one round trip: one script call per engine (its keys share
-        a slot), pipelined when there are several engines."""
-        by_engine: dict[str, list[int]] = {}
-        for i, (engine, _, _) in enumerate(items):
-            by_engine.setdefault(engine, []).append(i)
-        ids: list[str] = [""] * len(items)
-        async with mapped_errors(f"XADD {len(items)} messages"):
-            if len(by_engine) == 1:
-                batch = [(t, p) for _, t, p in items]
-                got = [await self._scripts.enqueue_many(self.keys(items[0][0]), batch)]
-            else:
-                try:
-                    got = await self._enqueue_engines(items, by_engine)
-                except rexc.NoScriptError:  # the server restarted: load the scripts again
-                    await self._scripts.load()
-                    got = await self._enqueue_engines(items, by_engine)
-        for positions, entry_ids in zip(by_engine.values(), got, strict=True):
-            for i, entry_id in zip(positions, entry_ids, strict=True):
-                ids[i] = _str(entry_id)
-        return ids
-
-    async def _enqueue_engines(
-        self, items: Sequence[tuple[str, Priority, bytes]], by_engine: dict[str, list[int]]
-    ) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for engine, positions in by_engine.items():
-            batch = [(items[i][1], items[i][2]) for i in positions]
-            self._scripts.queue_enqueue_many(pipe, self.keys(engine), batch)
-        got: list[Any] = await pipe.execute()
-        return got
 
     async def schedule(
         self,
@@ -311,18 +274,6 @@ class RedisBroker(AdminMixin, TicksMixin):
             deleted=[_str(d) for d in deleted],
             poisoned=[_str(p) for p in poisoned],
         )
-
-    async def enqueue_bounded(
-        self, engine: str, tier: Priority, payload: bytes, max_backlog: int
-    ) -> str:
-        """XADD unless the tier stream already holds ``max_backlog`` entries (BacklogFull)."""
-        async with mapped_errors(f"XADD to {engine}"):
-            entry_id = await self._scripts.enqueue(self.keys(engine), tier, max_backlog, payload)
-        if entry_id is None:
-            raise BacklogFull(
-                f"engine {engine!r} {tier.label} inbox holds {max_backlog} messages or more"
-            )
-        return _str(entry_id)
 
     async def finish(
         self, engine: str, consumer: str, records: Sequence[Finish]

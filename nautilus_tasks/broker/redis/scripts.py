@@ -34,6 +34,7 @@ NAMES = (
     "register",
     "tick",
     "enqueue_many",
+    "enqueue_many_bounded",
 )
 
 
@@ -152,6 +153,15 @@ class Scripts:
     async def enqueue_many(self, keys: Keys, items: Sequence[tuple[Priority, bytes]]) -> list[Any]:
         """The ids of the new entries, in order."""
         result: list[Any] = await self._run("enqueue_many", keys.streams, _tier_pairs(items))
+        return result
+
+    async def enqueue_many_bounded(
+        self, keys: Keys, max_backlog: int, items: Sequence[tuple[Priority, bytes]]
+    ) -> list[Any] | int:
+        """The ids of the new entries, in order; or the index (1..4) of a tier stream with
+        no room for its part of the batch, nothing written."""
+        args = [max_backlog, *_tier_pairs(items)]
+        result: list[Any] | int = await self._run("enqueue_many_bounded", keys.streams, args)
         return result
 
     def queue_enqueue_many(
