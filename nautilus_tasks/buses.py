@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .buffer import BufferConfig, SendBuffer
 from .config import BusConfig
 from .errors import BacklogFull, ConfigurationError
 from .events import Publisher
+from .message import Envelope, encode
 from .priority import Priority
 from .requests import ReplyReader
 from .topics import check_pattern, compile_pattern
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .task import SendOptions
 
 DEFAULT = "default"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,27 @@ class BusLink:
             self._auto = AutoPipeline.of(self.broker, name=self.name)
         return self._auto
 
+    async def store(
+        self, engine: str, envelope: Envelope, options: SendOptions, max_backlog: int | None
+    ) -> None:
+        """Store an envelope: in its tier stream, or the delayed set for countdown/eta.
+
+        With ``max_backlog``, a full inbox raises BacklogFull, after waiting up to
+        ``options.backlog_wait`` seconds for room when that is given.
+        """
+        broker = self.broker
+        payload = encode(envelope, broker.config.max_message_bytes)
+        eta_ms = options.eta_ms()
+        if options.countdown is not None or eta_ms is not None:
+            delay_ms = None if options.countdown is None else int(options.countdown * 1000)
+            await broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
+        elif max_backlog is not None:
+            await enqueue_bounded(broker, engine, envelope.tier, payload, max_backlog, options)
+        elif self.buffer.config.enabled:
+            await self.buffer.put(engine, envelope.tier, payload)
+        else:
+            await broker.enqueue(engine, envelope.tier, payload)
+
     async def close(self) -> None:
         try:
             if self._auto is not None:
@@ -111,12 +135,41 @@ async def enqueue_bounded(
 ) -> None:
     """Enqueue into an inbox capped at ``max_backlog`` entries; a full inbox raises
     BacklogFull, after waiting up to ``options.backlog_wait`` seconds for room."""
-    deadline = time.monotonic() + (options.backlog_wait or 0.0)
+    await _waiting(
+        lambda: broker.enqueue_bounded(engine, tier, payload, max_backlog), options.backlog_wait
+    )
+
+
+async def enqueue_many_bounded(
+    broker: RedisBroker,
+    engine: str,
+    items: Sequence[tuple[Priority, bytes]],
+    max_backlog: int,
+    backlog_wait: float | None,
+) -> list[str]:
+    """Enqueue a batch into an inbox capped at ``max_backlog``, all or nothing: BacklogFull
+    unless each tier stream has room for its whole part of the batch, after waiting up to
+    ``backlog_wait`` seconds for that room. A batch with more messages for one tier than
+    ``max_backlog`` can never fit: it raises at once, without waiting."""
+    for tier in {t for t, _ in items}:
+        count = sum(1 for t, _ in items if t == tier)
+        if count > max_backlog:
+            raise BacklogFull(
+                f"{count} messages for engine {engine!r} {tier.label} inbox can never fit its"
+                f" max_backlog of {max_backlog}; none was stored"
+            )
+    return await _waiting(
+        lambda: broker.enqueue_many_bounded(engine, items, max_backlog), backlog_wait
+    )
+
+
+async def _waiting(call: Callable[[], Awaitable[T]], wait: float | None) -> T:
+    """``call()``, tried again while it raises BacklogFull, up to ``wait`` seconds."""
+    deadline = time.monotonic() + (wait or 0.0)
     pause = 0.01
     while True:
         try:
-            await broker.enqueue_bounded(engine, tier, payload, max_backlog)
-            return
+            return await call()
         except BacklogFull:
             if time.monotonic() + pause > deadline:
                 raise

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .buffer import BufferConfig
-from .buses import DEFAULT, Buses, BusLink, enqueue_bounded
+from .buses import DEFAULT, Buses, BusLink, enqueue_many_bounded
 from .config import BusConfig
 from .errors import ConfigurationError, RequestTimeout
 from .events import Publisher
@@ -222,13 +222,24 @@ class Client:
             else:
                 await link.broker.enqueue(task.engine.name, priority, payload)
             return MessageHandle(message_id, self, task)
+        envelope = self._envelope(task, args, kwargs, priority, options)
+        await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
+        return MessageHandle(envelope.id, self, task, bool(envelope.durable_result))
+
+    def _envelope(
+        self,
+        task: Task[Any, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        priority: Priority,
+        options: SendOptions,
+    ) -> Envelope:
+        """``build``, with the task's declared result_ttl and durable_result as defaults."""
         if options.result_ttl is None and task.options.result_ttl is not None:
             options = dataclasses.replace(options, result_ttl=task.options.result_ttl)
         if options.durable_result is None and task.options.durable_result:
             options = dataclasses.replace(options, durable_result=True)
-        envelope = self.build(task.name, args, kwargs, priority, options, task.options.ttl)
-        await self.enqueue(task.engine.name, envelope, options, task.engine.max_backlog, link)
-        return MessageHandle(envelope.id, self, task, bool(envelope.durable_result))
+        return self.build(task.name, args, kwargs, priority, options, task.options.ttl)
 
     def _plain(
         self,
@@ -351,39 +362,29 @@ class Client:
         max_backlog: int | None = None,
         link: BusLink | None = None,
     ) -> None:
-        """Store an envelope: in its tier stream, or the delayed set for countdown/eta.
-
-        With ``max_backlog``, a full inbox raises BacklogFull, after waiting up to
-        ``options.backlog_wait`` seconds for room when that is given.
-        """
-        link = link or self.default
-        broker = link.broker
-        payload = encode(envelope, broker.config.max_message_bytes)
-        eta_ms = options.eta_ms()
-        if options.countdown is not None or eta_ms is not None:
-            delay_ms = None if options.countdown is None else int(options.countdown * 1000)
-            await broker.schedule(engine, envelope.tier, payload, eta_ms=eta_ms, delay_ms=delay_ms)
-        elif max_backlog is not None:
-            await enqueue_bounded(broker, engine, envelope.tier, payload, max_backlog, options)
-        elif link.buffer.config.enabled:
-            await link.buffer.put(engine, envelope.tier, payload)
-        else:
-            await broker.enqueue(engine, envelope.tier, payload)
+        """Store an envelope on ``link`` (default: the default bus); ``BusLink.store``."""
+        await (link or self.default).store(engine, envelope, options, max_backlog)
 
     async def send_many(
-        self, task: Task[Any, Any], calls: Sequence[tuple[Sequence[Any], dict[str, Any]]]
+        self,
+        task: Task[Any, Any],
+        calls: Sequence[tuple[Sequence[Any], dict[str, Any]]],
+        *,
+        backlog_wait: float | None = None,
     ) -> list[str]:
-        """Enqueue many calls of ``task`` in one pipelined round trip (bulk)."""
-        if task.engine.max_backlog is not None:  # each send checks the backlog
-            return [
-                await self.send_task(task, args, kwargs, DEFAULT_SEND) for args, kwargs in calls
-            ]
-        priority, link, ttl = task.options.priority, self.link_of(task.engine), task.options.ttl
-        items = []
-        ids = []
-        for args, kwargs in calls:
-            message_id, payload = self._plain(task, args, kwargs, link, ttl)
-            items.append((task.engine.name, priority, payload))
-            ids.append(message_id)
-        await link.broker.enqueue_many(items)
-        return ids
+        """Enqueue many calls of ``task`` in one round trip (bulk), all or nothing: every
+        message is encoded (MessageTooLarge) before any is written. On an engine with
+        max_backlog one script stores the batch only if it fits whole (else BacklogFull,
+        after waiting up to ``backlog_wait`` seconds for room for all of it)."""
+        link, name, priority = self.link_of(task.engine), task.engine.name, task.options.priority
+        if task.engine.max_backlog is not None:
+            limit = link.broker.config.max_message_bytes
+            envs = [self._envelope(task, a, k, priority, DEFAULT_SEND) for a, k in calls]
+            batch = [(priority, encode(e, limit)) for e in envs]
+            await enqueue_many_bounded(
+                link.broker, name, batch, task.engine.max_backlog, backlog_wait
+            )
+            return [e.id for e in envs]
+        sent = [self._plain(task, a, k, link, task.options.ttl) for a, k in calls]
+        await link.broker.enqueue_many([(name, priority, payload) for _, payload in sent])
+        return [message_id for message_id, _ in sent]
