@@ -1,9 +1,12 @@
 """Backpressure: max_backlog, MessageTooLarge and a server out of memory (acceptance test 12).
 
 - ``Engine(name, max_backlog=N)``: a send beyond N raises BacklogFull and writes nothing;
-  with ``send_with(backlog_wait=...)`` it waits for a worker to make room.
+  with ``send_with(backlog_wait=...)`` it waits for a worker to make room. A bulk send
+  (``client.send_many``) is all or nothing: stored whole if it fits, else nothing, and with
+  ``backlog_wait`` it waits until the whole batch fits.
 - A payload over ``BusConfig.max_message_bytes`` raises MessageTooLarge before any
-  write: nothing partial is stored, and no command is even tried.
+  write: nothing partial is stored (a bulk send with one too large stores none of its
+  messages), and no command is even tried.
 - On a server at ``maxmemory`` with ``noeviction`` a send fails with a clear error while
   workers keep draining (the read, ack and reclaim scripts are flagged allow-oom); a
   worker warns at start when the eviction policy is anything but ``noeviction``.
@@ -12,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +30,7 @@ from nautilus_tasks import (
     BusFull,
     BusUnavailable,
     Client,
+    ConfigurationError,
     Engine,
     MessageTooLarge,
     Priority,
@@ -134,6 +139,84 @@ async def _pending_is(client: Client, engine: str, n: int) -> bool:
     return await _pending(client, engine) == n
 
 
+async def _args_in(raw: aioredis.Redis, stream: str) -> list[int]:
+    """The first argument of every message in ``stream``, in stream order."""
+    return [json.loads(f[b"envelope"])["body"]["args"][0] for _, f in await raw.xrange(stream)]
+
+
+async def test_bulk_send_is_stored_whole_or_not_at_all(client: Client, raw: aioredis.Redis) -> None:
+    gate = asyncio.Event()
+    engine = _gated_engine("bounded", gate, [], max_backlog=BACKLOG)
+    client.bind(engine)
+    job = _job(engine)
+    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    await client.send_many(job, [((n,), {}) for n in range(45)])  # fits: all written
+    assert await _args_in(raw, normal) == list(range(45))
+    before = await raw.xrange(normal)
+    with pytest.raises(BacklogFull):  # 45 + 10 > 50: none of the 10, though 5 would fit
+        await client.send_many(job, [((n,), {}) for n in range(100, 110)])
+    with pytest.raises(BacklogFull):  # waiting with no worker to drain: still refused
+        await client.send_many(job, [((n,), {}) for n in range(200, 210)], backlog_wait=0.2)
+    assert await raw.xrange(normal) == before, "nothing was written, nothing was dropped"
+    ids = await client.send_many(job, [((n,), {}) for n in range(45, 50)])  # 45 + 5 = 50 fits
+    assert await _args_in(raw, normal) == list(range(50))
+    stored = [json.loads(f[b"envelope"])["id"] for _, f in await raw.xrange(normal)]
+    assert stored[45:] == ids, "the ids returned are those stored, in order"
+    with pytest.raises(BacklogFull):
+        await client.send_many(job, [((50,), {})])
+    assert await raw.xlen(normal) == BACKLOG
+
+
+async def test_bulk_send_larger_than_max_backlog_raises_without_waiting(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    engine = _gated_engine("bounded", asyncio.Event(), [], max_backlog=BACKLOG)
+    client.bind(engine)
+    calls = [((n,), {}) for n in range(BACKLOG + 1)]
+    with pytest.raises(BacklogFull, match="never fit"):  # the empty inbox cannot hold 51
+        await client.send_many(_job(engine), calls, backlog_wait=300)
+    assert await raw.xlen(client.broker.keys("bounded").stream(Priority.NORMAL)) == 0
+
+
+async def test_bulk_send_waits_until_the_whole_batch_fits(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    gate = asyncio.Event()
+    ran: list[int] = []
+    engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
+    client.bind(engine)
+    job = _job(engine)
+    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    await client.send_many(job, [((n,), {}) for n in range(45)])
+    config = WorkerConfig(concurrency=5, prefetch=0, grace=5, **QUIET)
+    async with running_worker(engine, client, config):
+        await wait_for(lambda: _pending_is(client, "bounded", 5), 10)
+        batch = [((n,), {}) for n in range(45, 55)]
+        waiting = asyncio.create_task(client.send_many(job, batch, backlog_wait=30))
+        # a negative observation: over half a second the bulk send neither fails nor
+        # succeeds, and writes none of its messages although 5 of them would fit
+        done, _ = await asyncio.wait({waiting}, timeout=0.5)
+        assert not done, "the bulk send waits for room for all of it"
+        assert await raw.xlen(normal) == 45
+        gate.set()
+        ids = await asyncio.wait_for(waiting, 30)
+        assert len(ids) == 10
+        await wait_for(lambda: len(ran) >= 55, 30)
+    assert sorted(ran) == list(range(55)), "each acknowledged send ran once"
+
+
+async def test_send_nowait_is_refused_on_a_bounded_engine(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    """The buffered path cannot check the bound, so it refuses the engine and buffers nothing."""
+    engine = _gated_engine("bounded", asyncio.Event(), [], max_backlog=BACKLOG)
+    client.bind(engine)
+    with pytest.raises(ConfigurationError, match="max_backlog"):
+        _job(engine).send_nowait(1)
+    await client.flush()
+    assert await raw.xlen(client.broker.keys("bounded").stream(Priority.NORMAL)) == 0
+
+
 # -- MessageTooLarge --------------------------------------------------------------------
 
 
@@ -162,6 +245,10 @@ async def test_message_too_large_is_refused_before_any_write(
             )
         with pytest.raises(MessageTooLarge):
             await bjob.send(6, big)
+        with pytest.raises(MessageTooLarge):  # the same on an engine with max_backlog
+            await client.send_many(
+                bjob, [((n, "small"), {}) for n in range(30, 40)] + [((7, big), {})]
+            )
     keys = [k.decode() async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
     assert keys == [f"{prefix}:{{sized}}:q:normal"], "the one small send, nothing else"
     [(_, fields)] = await raw.xrange(keys[0])
@@ -224,6 +311,31 @@ async def test_send_to_a_full_server_raises_bus_full(full_server: EmbeddedServer
         client.bind(engine)
         exc = await _fill(_job(engine), set())
     assert isinstance(exc, BusFull), f"{type(exc).__name__}: {exc}"
+
+
+async def test_bulk_send_to_a_full_server_raises_bus_full_and_writes_nothing(
+    full_server: EmbeddedServer,
+) -> None:
+    plain = _gated_engine("full", asyncio.Event(), [])
+    bounded = _gated_engine("fullbounded", asyncio.Event(), [], max_backlog=FILL_LIMIT)
+    raw = aioredis.Redis.from_url(full_server.url)
+    try:
+        async with await Client.connect(BusConfig.from_url(full_server.url, prefix="p")) as client:
+            client.bind(plain, bounded)
+            stream = client.broker.keys("full").stream(Priority.NORMAL)
+            sent: set[int] = set()
+            await _fill(_job(plain), sent)
+            assert int(await raw.xlen(stream)) == len(sent)
+            small = [((n, "small"), {}) for n in range(10)]
+            with pytest.raises(BusFull):
+                await client.send_many(_job(plain), small)
+            with pytest.raises(BusFull):
+                await client.send_many(_job(bounded), small)
+            assert int(await raw.xlen(stream)) == len(sent), "no partial bulk write"
+            bstream = client.broker.keys("fullbounded").stream(Priority.NORMAL)
+            assert int(await raw.xlen(bstream)) == 0
+    finally:
+        await raw.aclose()
 
 
 async def test_running_worker_keeps_draining_a_full_server(full_server: EmbeddedServer) -> None:
