@@ -2,14 +2,17 @@
 
 A task that always raises runs exactly 1 + retries times, each retry after a delay drawn
 with full jitter under its cap, then lands in the DLQ with reason ``failed``; ``dlq
-replay`` runs it again with attempts reset, and ``dlq purge`` removes it. Times come from
-Redis TIME, recorded by the handlers of ``tests/apps/flaky.py``.
+replay`` runs it again with attempts reset, and ``dlq purge`` removes it. Run times come
+from Redis TIME, recorded by the handlers of ``tests/apps/flaky.py``; the delay of each
+retry is the one the worker logs as it schedules it ("retrying in 0.37s"), and a retry
+never runs before it (the retry script adds the delay to Redis TIME).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,9 +33,14 @@ from tests.procs import ROOT, start_worker
 
 pytestmark = pytest.mark.integration
 
-MARGIN_MS = 1000.0
-"""Time a retry may take beyond its backoff delay: the failure, the retry script, the
-promotion pass (every 0.1 s) and the next read. Generous: CI machines are shared."""
+ROUNDING_MS = 10.0
+"""The logged delays have two decimals (5 ms), and the retry script truncates to 1 ms."""
+BASE, CAP = 0.2, 2.0
+"""The backoff of ``always_fails``: the retry after run k waits U[0, min(CAP, BASE * 2**k)]."""
+RETRIES = 3
+MANY = 30
+"""Always-failing messages of the growth test: each attempt k draws MANY delays, and all
+of them stay under the previous attempt's cap with probability at most 2**-MANY."""
 
 
 @pytest.fixture
@@ -92,26 +100,46 @@ async def _settled(client: Client, raw: aioredis.Redis) -> bool:
     return sum(lengths) == 0 and int(await raw.zcard(keys.delayed)) == 0
 
 
-def _check_backoff(runs: list[dict[str, Any]], base: float, cap: float) -> None:
-    """Attempts 0, 1, 2... in order; each gap at most its full-jitter cap plus the margin."""
+_RETRYING = re.compile(
+    r"task \S*\b(\w+) failed \(run (\d+) of \d+, message ([^)\s]+)\): .*?; retrying in ([\d.]+)s"
+)
+
+
+def _logged_delays(log: Path, task: str) -> dict[str, list[tuple[int, float]]]:
+    """The worker's retry delays: message id -> (attempt that failed, seconds), in order."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for name, run, message_id, delay in _RETRYING.findall(log.read_text()):
+        if name == task:
+            out.setdefault(message_id, []).append((int(run) - 1, float(delay)))
+    return out
+
+
+def _cap(attempt: int) -> float:
+    return min(CAP, BASE * 2**attempt)
+
+
+def _check_backoff(runs: list[dict[str, Any]], delays: list[tuple[int, float]]) -> None:
+    """Attempts 0, 1, 2... in order; the retry after attempt k was scheduled with a delay
+    under its full-jitter cap, and did not run before that delay had passed."""
     assert [r["attempt"] for r in runs] == list(range(len(runs)))
-    for attempt, (a, b) in enumerate(pairwise(runs)):
-        gap = b["at"] - a["at"]
-        limit = min(cap, base * 2**attempt) * 1000 + MARGIN_MS
-        assert 0 <= gap <= limit, f"gap after attempt {attempt}: {gap:.0f} ms > {limit:.0f} ms"
+    assert [k for k, _ in delays] == list(range(len(runs) - 1)), delays
+    for (attempt, delay), (a, b) in zip(delays, pairwise(runs), strict=True):
+        assert 0 <= delay <= _cap(attempt) + 0.005, (attempt, delay)
+        assert b["at"] - a["at"] >= delay * 1000 - ROUNDING_MS, (attempt, delay, a, b)
 
 
 async def test_always_failing_task_runs_four_times_then_dead_then_replay_then_purge(
     worker: subprocess.Popen[bytes], client: Client, raw: aioredis.Redis, redis_url: str,
-    prefix: str,
+    prefix: str, tmp_path: Path,
 ) -> None:  # fmt: skip
+    log = tmp_path / "worker.log"
     message_id = await always_fails.send(1)
     await wait_for(lambda: _dead_count(client, 1), 30)
     await wait_for(lambda: _settled(client, raw))  # nothing left that could run again
     runs = await _runs(raw, prefix, 1)
     assert len(runs) == 4, runs
     assert {r["message_id"] for r in runs} == {message_id}
-    _check_backoff(runs, base=0.2, cap=2.0)
+    _check_backoff(runs, _logged_delays(log, "always_fails")[message_id])
     [dead] = await _dead(client)
     assert (dead.reason, dead.task, dead.message_id) == ("failed", "always_fails", message_id)
     assert (dead.error_type, dead.error, dead.attempts) == ("Boom", "boom 1", 4)
@@ -127,7 +155,7 @@ async def test_always_failing_task_runs_four_times_then_dead_then_replay_then_pu
     runs = await _runs(raw, prefix, 1)
     assert len(runs) == 8
     assert {r["message_id"] for r in runs} == {message_id}
-    _check_backoff(runs[4:], base=0.2, cap=2.0)
+    _check_backoff(runs[4:], _logged_delays(log, "always_fails")[message_id][3:])
     [again] = await _dead(client)
     assert again.id != dead.id and again.attempts == 4 and again.message_id == message_id
 
@@ -135,6 +163,30 @@ async def test_always_failing_task_runs_four_times_then_dead_then_replay_then_pu
     assert (code, out.strip()) == (0, "purged 1"), err
     assert await _dead(client) == []
     assert len(await _runs(raw, prefix, 1)) == 8
+
+
+async def test_retry_delays_grow_with_the_attempt_under_full_jitter(
+    worker: subprocess.Popen[bytes], client: Client, raw: aioredis.Redis, prefix: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Over MANY always-failing messages, the delays after attempt k all stay under
+    min(CAP, BASE * 2**k), and some exceed the cap of attempt k - 1: the caps grow, so the
+    worker gives the policy the right attempt (a fixed or first-attempt cap fails this)."""
+    numbers = range(100, 100 + MANY)
+    sent = await client.send_many(always_fails, [((n,), {}) for n in numbers])
+    ids = dict(zip(sent, numbers, strict=True))
+    await wait_for(lambda: _dead_count(client, MANY), 60)
+    await wait_for(lambda: _settled(client, raw))
+    logged = _logged_delays(tmp_path / "worker.log", "always_fails")
+    assert logged.keys() == ids.keys()
+    for message_id, n in ids.items():
+        runs = await _runs(raw, prefix, n)
+        assert len(runs) == 1 + RETRIES, runs
+        _check_backoff(runs, logged[message_id])
+    by_attempt = {k: [d[k][1] for d in logged.values()] for k in range(RETRIES)}
+    print(f"\nlargest delay per attempt: {[max(v) for v in by_attempt.values()]}")
+    for attempt in range(1, RETRIES):
+        assert max(by_attempt[attempt]) > _cap(attempt - 1), (attempt, by_attempt[attempt])
 
 
 async def test_replay_after_the_fix_succeeds(
@@ -161,17 +213,20 @@ async def _has_done(raw: aioredis.Redis, prefix: str, n: int) -> bool:
 
 
 async def test_raise_retry_waits_at_least_its_delay(
-    worker: subprocess.Popen[bytes], client: Client, raw: aioredis.Redis, prefix: str
-) -> None:
-    await asks_retry.send(3, delay=0.5, until=2)  # two retries asked, then success
+    worker: subprocess.Popen[bytes], client: Client, raw: aioredis.Redis, prefix: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    first = await asks_retry.send(3, delay=0.5, until=2)  # two retries asked, then success
     await asks_retry.send(4, delay=0.1, until=99)  # asks more than its 3 retries
     await wait_for(lambda: _has_done(raw, prefix, 3), 30)
     await wait_for(lambda: _dead_count(client, 1), 30)
     runs = await _runs(raw, prefix, 3)
+    # scheduled with the asked delay, not the backoff; due = Redis TIME at the retry (after
+    # the run began) + delay, promoted by TIME: never earlier
+    assert _logged_delays(tmp_path / "worker.log", "asks_retry")[first] == [(0, 0.5), (1, 0.5)]
     assert [r["attempt"] for r in runs] == [0, 1, 2]
     for a, b in pairwise(runs):
-        # due = Redis TIME at the retry (after the run began) + delay, promoted by TIME
-        assert 500 - 2 <= b["at"] - a["at"] <= 500 + MARGIN_MS
+        assert b["at"] - a["at"] >= 500 - 2
     assert [r["attempt"] for r in await _runs(raw, prefix, 4)] == [0, 1, 2, 3]
     [dead] = await _dead(client)
     assert (dead.reason, dead.task, dead.error_type, dead.attempts) == (
