@@ -8,6 +8,7 @@ it before each test.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -70,6 +71,17 @@ async def charge(order_id: str) -> str:
     return f"charged {order_id}"
 
 
+@shop.task(retries=1, backoff_base=60.0, backoff_max=30.0)
+async def settle(order_id: str) -> str:
+    """Fails its first run with an ordinary exception: retried after the task's backoff."""
+    context = current_message()
+    attempt = 0 if context is None else context.attempt
+    calls.append(("settle", attempt))
+    if attempt == 0:
+        raise ValueError("ledger locked")
+    return f"settled {order_id}"
+
+
 @shop.task(retries=0)
 async def explode(x: int) -> None:
     calls.append(("explode", x))
@@ -91,8 +103,8 @@ async def remind(text: str) -> str:
 
 @shop.task
 def stamp(text: str) -> str:
-    """A sync handler that returns."""
-    calls.append(("stamp", text))
+    """A sync handler that returns; ``calls`` gets the name of the thread it ran in."""
+    calls.append(("stamp", threading.current_thread().name))
     return f"{text}@{int(time.time())}"
 
 
@@ -108,6 +120,15 @@ async def verify(order: Order) -> float:
     calls.append(("verify", order.id))
     receipt = await price.request(order, timeout=10)
     return receipt.total
+
+
+@shop.task
+async def crunch(steps: int) -> int:
+    """A handler that gives the event loop back ``steps`` times before it returns."""
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    calls.append(("crunch", steps))
+    return steps
 
 
 @shop.task(retries=0)

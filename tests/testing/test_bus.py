@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 from pathlib import Path
 
@@ -100,6 +101,8 @@ async def test_sync_handlers_run_in_threads(nt_bus: TestBus) -> None:
     await nt_bus.drain()
     [result] = nt_bus.results(stamp)
     assert result.startswith("a@")
+    [(_, thread)] = calls  # the name of the thread the handler ran in
+    assert thread.startswith("nt-test-shop") and thread != threading.current_thread().name
 
 
 async def test_sent_and_published_record_in_order(nt_bus: TestBus) -> None:
