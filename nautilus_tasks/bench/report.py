@@ -77,4 +77,18 @@ def table(data: dict[str, Any]) -> Table:
     out.add_column("figure", justify="right")
     for row in rows(data["results"]):
         out.add_row(*row)
+    audit = meta.get("audit")
+    if audit is not None:
+        out.add_row(*audit_row(audit))
     return out
+
+
+def audit_row(audit: dict[str, Any]) -> tuple[str, str, str]:
+    """The line that says whether the workers audited to PostgreSQL, and how much."""
+    if not audit["on"]:
+        return ("PostgreSQL audit", "off", "-")
+    figure = (
+        f"{_fmt(audit['audit_written'])} rows written, {_fmt(audit['audit_dropped'])} dropped,"
+        f" {_fmt(audit['audit_write_errors'])} write errors"
+    )
+    return ("PostgreSQL audit", f"on, schema {audit['schema']}", figure)

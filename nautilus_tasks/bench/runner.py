@@ -25,6 +25,7 @@ from ..config import BusConfig
 from ..embedded import EmbeddedServer
 from ..errors import NautilusTasksError
 from . import app, scenarios
+from .audit import audit_meta, audit_schema
 from .measure import Bench, Options
 from .soak import soak
 
@@ -150,6 +151,7 @@ async def run_bench(
     prefix = f"ntbench{os.urandom(4).hex()}"
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     log_dir = Path(tempfile.mkdtemp(prefix="nautilus-bench-logs-"))
+    schema = audit_schema(options.env)  # an invalid audit setting fails before any run
     with _bus(url) as (bus_url, server_pid):
         async with _clients(bus_url, prefix) as (client, unbuffered):
             server = await client.broker.server_version()
@@ -167,6 +169,7 @@ async def run_bench(
                     loop = asyncio.get_running_loop()
                     loop.add_signal_handler(signal.SIGINT, steps.interrupt, main)
                 results = {name: await body() for name, body in _plan(bench, selected)}
+            audit = await audit_meta(client, schema)  # before the prefix (and stats) go
     shutil.rmtree(log_dir, ignore_errors=True)
     meta = _meta(bus_url, server_pid is not None, prefix, server, options, started)
-    return {"meta": meta, "results": results}
+    return {"meta": {**meta, "audit": audit}, "results": results}
