@@ -1,9 +1,11 @@
-"""A task that runs 5 x the lease on a healthy worker is never reclaimed, nor is its backlog.
+"""A task that runs 10 x the lease on a healthy worker is never reclaimed, nor is its backlog.
 
 Reclaiming by a fixed idle time re-runs long tasks that are still alive (taskiq-redis #101).
 Here the holder renews the lease of everything it holds, the running task and the 50
 prefetched behind it, while a second worker keeps trying to reclaim (XAUTOCLAIM every
-quarter lease, with free capacity). Nothing may move and nothing may run twice.
+quarter lease, with free capacity). Nothing may move and nothing may run twice. The issue
+asks for 5 x the lease (acceptance 2) and promises 10 x (leases): the test runs 10 x a short
+lease, renewed every sixth of a second.
 """
 
 from __future__ import annotations
@@ -24,15 +26,15 @@ from tests.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
-LEASE = 1.0
-LONG = 5 * LEASE
+LEASE = 0.5
+LONG = 10 * LEASE
 """Seconds the long task runs."""
 SHORT = 0.01
 """Seconds each of the 50 tasks prefetched behind it runs."""
 BEHIND = 50
 
 
-async def test_task_of_five_leases_and_its_prefetched_backlog_are_never_reclaimed(
+async def test_task_of_ten_leases_and_its_prefetched_backlog_are_never_reclaimed(
     client: Client, raw: aioredis.Redis, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     ledger = Ledger(raw, prefix)
@@ -64,14 +66,14 @@ async def test_task_of_five_leases_and_its_prefetched_backlog_are_never_reclaime
 
     ended_ms = int(await ready(raw.hget(key_of(prefix, "ended"), "0")) or 0)
     # the precondition of the test: the second worker was trying to reclaim during at
-    # least three leases of the long task (it starts in well under a second)
+    # least five leases of the long task (it starts in well under a second)
     overlap = (ended_ms - up_ms) / 1000
     print(
         f"\nlong task of {LONG:.0f}s with {BEHIND} prefetched behind it: the second worker tried"
         f" to reclaim during its last {overlap:.1f}s; holder {dict(holder_stats)},"
         f" second worker {dict(other_stats)}"
     )
-    assert overlap >= 3 * LEASE, "the second worker came up too late"
+    assert overlap >= 5 * LEASE, "the second worker came up too late"
 
     report = await ledger.check()
     assert not report.missing and not report.unknown
