@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -41,6 +42,15 @@ class SyncTestBus:
         self._runner: asyncio.Runner | None = None
 
     def __enter__(self) -> SyncTestBus:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop running in this thread: the bus can run its own
+            pass
+        else:
+            raise ConfigurationError(
+                "SyncTestBus runs its own event loop, so it cannot open inside a running"
+                " one (an async def test): use `async with TestBus(...)` there"
+            )
         self._runner = asyncio.Runner()
         try:
             self._runner.run(self.bus.__aenter__())
@@ -67,6 +77,8 @@ class SyncTestBus:
     def run(self, awaitable: Awaitable[T]) -> T:
         """Await anything on the bus's loop: ``bus.run(task.send_with(countdown=5)(x))``."""
         if self._runner is None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # it will never run: no "never awaited" warning
             raise ConfigurationError("the test bus is not open: use `with SyncTestBus(...)`")
         return self._runner.run(_await(awaitable))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import traceback
 from pathlib import Path
@@ -146,6 +147,54 @@ def test_the_sync_face_for_plain_def_tests(nt_sync_bus: SyncTestBus) -> None:
     with pytest.raises(RuntimeError):
         nt_sync_bus.drain()
     assert [d.reason for d in nt_sync_bus.dead_letters(shop)] == ["failed"]
+
+
+def test_the_sync_face_publishes_runs_and_inspects(nt_sync_bus: SyncTestBus) -> None:
+    event_id = nt_sync_bus.publish("shop.order.placed", {"order_id": "s-2", "total": 4.0})
+    nt_sync_bus.send(price, Order(id="s-3", qty=1, price=2.0))
+    message_id = nt_sync_bus.run(remind.send_with(countdown=5)("soon"))  # any awaitable
+    nt_sync_bus.send(explode, 3)
+    [event] = nt_sync_bus.published("shop.order.*")
+    assert (event.envelope.id, event.payload, event.engines) == (
+        event_id, {"order_id": "s-2", "total": 4.0}, {"audit"},
+    )  # fmt: skip
+    assert [m.args[0]["id"] for m in nt_sync_bus.sent(price)] == ["s-3"]
+    assert [m.id for m in nt_sync_bus.sent(remind)] == [message_id]
+    nt_sync_bus.drain(raise_errors=False)
+    [error] = nt_sync_bus.errors
+    assert (error.task, str(error.exception)) == ("shop.explode", "exploded on 3")
+    ran = {o.task: o.result for o in nt_sync_bus.outcomes}
+    assert ran == {"audit.on:on_order": "s-2", "shop.price": Receipt(order_id="s-3", total=2.0)}
+    assert nt_sync_bus.results(remind) == []  # its countdown has not passed
+
+
+async def test_the_sync_face_refuses_a_running_loop() -> None:
+    """The documented limit: in an async def test, use TestBus."""
+    bus = SyncTestBus(shop)
+    with pytest.raises(ConfigurationError, match="inside a running one"):
+        bus.__enter__()
+    assert shop._client is None  # nothing was opened or bound
+    with pytest.raises(ConfigurationError, match="not open"):
+        bus.run(asyncio.sleep(0))
+
+
+async def test_dead_letters_filter_by_reason(nt_bus: TestBus) -> None:
+    await explode.send(1)
+    await price.send({"id": "x", "qty": "many", "price": 1.0})  # type: ignore[arg-type]
+    await nt_bus.drain(raise_errors=False)
+    assert sorted(d.reason for d in await nt_bus.dead_letters(shop)) == ["failed", "invalid"]
+    assert [d.task for d in await nt_bus.dead_letters(shop, reason="failed")] == ["explode"]
+    assert [d.task for d in await nt_bus.dead_letters("shop", reason="invalid")] == ["price"]
+    assert await nt_bus.dead_letters(shop, reason="poison") == []
+
+
+async def test_time_only_moves_forward(nt_bus: TestBus) -> None:
+    await remind.send_with(countdown=60)("later")
+    with pytest.raises(ConfigurationError, match="time only moves forward, not by -1s"):
+        await nt_bus.advance(-1)
+    await nt_bus.advance(0)  # moving by nothing is allowed, and makes nothing due
+    await nt_bus.drain()
+    assert calls == []
 
 
 async def test_engines_on_other_buses_and_routed_topics() -> None:
