@@ -14,9 +14,10 @@ to which those three subscribe; risk publishes a critical ``risk.breach.detected
 trade breaches a position limit, to which alerts subscribes. Wait until every engine has
 processed every task and event meant for it and its streams are empty; then request the VaR
 of a portfolio from risk, one request at a time, and ask alerts what it recorded. Print two
-tables (per engine; per event flow and the VaR round trips), stop the workers. Exit status 0
-when every count adds up exactly (see :class:`workers.progress.Report` and
-:class:`workers.flows.FlowReport`), else 1.
+tables (per engine; per event flow and the VaR round trips), stop the workers and wait until
+every process honcho started has exited. Exit status 0 when every count adds up exactly (see
+:class:`workers.progress.Report` and :class:`workers.flows.FlowReport`) and every worker
+stopped by itself (none had to be killed), else 1.
 """
 
 from __future__ import annotations
@@ -272,9 +273,11 @@ def run(url: str, args: argparse.Namespace) -> int:
     except NautilusTasksError as exc:
         log.error("demo failed: %s", exc)
         return 1
+    stopped_cleanly = False
     try:
-        with running_workers(url, prefix, log_path) as proc:
-            report, flows = asyncio.run(drive(url, prefix, args, proc))
+        with running_workers(url, prefix, log_path) as workers:
+            report, flows = asyncio.run(drive(url, prefix, args, workers.proc))
+        stopped_cleanly = bool(workers.clean)
     except (DemoError, NautilusTasksError) as exc:
         log.error("demo failed: %s", exc)
     finally:
@@ -283,7 +286,7 @@ def run(url: str, args: argparse.Namespace) -> int:
         except Exception as exc:  # the server may be the very thing that failed
             log.warning("could not delete the keys of prefix %s: %s", prefix, exc)
     print_reports(report, flows)
-    ok = report is not None and report.ok and flows is not None and flows.ok
+    ok = report is not None and report.ok and flows is not None and flows.ok and stopped_cleanly
     if ok:
         log_path.unlink(missing_ok=True)
         return 0
