@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import redis.asyncio as aioredis
 
-from nautilus_tasks import Client, Engine, Priority
+from nautilus_tasks import Client, Engine, Priority, WorkerConfig
 from nautilus_tasks.message import now_ms
-from tests.helpers import wait_for
+from tests.helpers import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +100,40 @@ async def test_reclaim_dead_letters_poison_and_reports_deleted_entries(
     assert dead[b"deliveries"] == b"3"
     assert b'"args":[0]' in dead[b"orig:envelope"]  # the original entry, preserved
     assert await raw.xlen(keys.stream(NORMAL)) == 0
+
+
+async def test_worker_counts_and_logs_pending_entries_deleted_outside_the_framework(
+    client: Client, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead consumer's pending entry is XDELed by hand: the worker's reclaim (XAUTOCLAIM)
+    reports it deleted. The worker counts it as ``deleted_pending``, logs it as an ERROR,
+    and still reclaims and runs the dead consumer's other entry."""
+    engine = Engine("lease")
+    ran: list[int] = []
+
+    @engine.task
+    async def job(i: int) -> None:
+        ran.append(i)
+
+    client.bind(engine)
+    await client.broker.ensure_groups("lease", "dead")
+    await client.send_many(job, [((i,), {}) for i in range(2)])
+    held = await client.broker.read("lease", "dead", 2, (0, 0, 0), block_ms=0)
+    kept, lost = (d.entry_id for d in held)
+    await raw.xdel(client.broker.keys("lease").stream(NORMAL), lost)  # data lost outside
+    config = WorkerConfig(concurrency=4, lease=0.3, grace=5)
+    with caplog.at_level(logging.ERROR, logger="nautilus_tasks.worker"):
+        async with running_worker(engine, client, config) as worker:
+            await wait_for(lambda: ran == [0] and worker.stats.counts["deleted_pending"] >= 1)
+            await wait_for(lambda: worker.stats.counts["acked"] == 1)
+            counts = dict(worker.stats.counts)
+    assert counts["deleted_pending"] == 1, counts
+    assert counts["reclaimed"] == 1, counts  # the kept entry, taken from the dead consumer
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    message = errors[0].getMessage()
+    assert "1 pending entries of lease normal were deleted outside the framework" in message
+    assert lost in message and kept not in message
+    assert ran == [0]
+    stream = client.broker.keys("lease").stream(NORMAL)
+    assert int((await raw.xpending(stream, "lease"))["pending"]) == 0
