@@ -133,6 +133,52 @@ async def test_4_advance_moves_the_clock_in_memory_and_due_times_on_a_server(
         assert calls == []
 
 
+async def test_4_dead_letter_retention_by_age_follows_advance_in_memory_only(
+    nt_any_bus: TestBus, nt_backend: str
+) -> None:
+    """trim_dead.lua takes its MINID from Redis TIME: in memory, after advance(3600) a
+    dead letter written a moment ago is an hour old; a server's TIME did not move."""
+    broker = nt_any_bus.client.broker
+    await explode.send(1)
+    await nt_any_bus.drain(raise_errors=False)
+    assert await broker.trim_dead("shop", max_len=None, max_age_ms=600_000) == 0  # fresh
+    await nt_any_bus.advance(3600)
+    removed = await broker.trim_dead("shop", max_len=None, max_age_ms=600_000)
+    left = await nt_any_bus.dead_letters(shop)
+    if nt_backend == "memory":
+        assert (removed, left) == (1, [])
+    else:
+        assert (removed, [d.reason for d in left]) == (0, ["failed"])
+
+
+async def test_4_only_time_moves_in_memory(nt_any_bus: TestBus, nt_backend: str) -> None:
+    """advance() moves TIME alone: stream auto-ids, XPENDING idle times and key expiry keep
+    the real clock on both backends, so in memory they drift from TIME by the moved time
+    (an hour here, against the moments this test takes)."""
+    broker = nt_any_bus.client.broker
+    redis = broker._redis
+    await broker.ensure_groups("shop", "probe")
+    await broker.enqueue("shop", Priority.NORMAL, PAYLOAD)
+    [held] = await broker.read("shop", "probe", 10, [0, 0, 0], 0)
+    ttl_key = f"{nt_any_bus.prefix}:probe:ttl"
+    await redis.set(ttl_key, b"1", px=600_000)
+    await nt_any_bus.advance(3600)
+    seconds, micros = await redis.time()
+    time_ms = seconds * 1000 + micros // 1000
+    entry_id = await redis.xadd(f"{nt_any_bus.prefix}:probe:ids", {"x": "1"})
+    id_ms = int(entry_id.split(b"-")[0])
+    [pending] = await redis.xpending_range(
+        broker.keys("shop").stream(Priority.NORMAL), "shop", min="-", max="+", count=10
+    )
+    assert pending["message_id"].decode() == held.entry_id
+    assert pending["time_since_delivered"] < 1_800_000  # not aged by advance(): no lease ends
+    assert await redis.exists(ttl_key) == 1  # not expired by advance()
+    if nt_backend == "memory":
+        assert time_ms - id_ms > 1_800_000  # TIME is an hour ahead of the ids
+    else:
+        assert abs(time_ms - id_ms) < 1_800_000  # they stay together
+
+
 # Alike on both: the lease scripts (XAUTOCLAIM, XCLAIM JUSTID, XPENDING) -------------------
 
 

@@ -5,7 +5,8 @@ Two adjustments to fakeredis, both in the connection's fake socket, so the real
 
 * ``TIME`` adds the clock's offset. Every due time (countdowns, ETAs, retry backoffs) is
   judged by Redis TIME inside the scripts, so moving the offset with ``advance()`` makes
-  them due without waiting.
+  them due without waiting. Only TIME moves: stream auto-ids, XPENDING idle times and key
+  expiry keep fakeredis's real clock (docs/testing.md, difference 4).
 * A script's first line ``#!lua flags=...`` (Redis 7 script flags) becomes a Lua comment
   before fakeredis compiles it: fakeredis does not parse the flags. The only flag our
   scripts use, ``allow-oom``, has no meaning on fakeredis, which has no memory limit.
