@@ -127,6 +127,14 @@ class RecordingBroker(RedisBroker):
         self.journal.message(engine, payload)
         return entry_id
 
+    async def enqueue_many_bounded(
+        self, engine: str, items: Sequence[tuple[Priority, bytes]], max_backlog: int
+    ) -> list[str]:
+        ids = await super().enqueue_many_bounded(engine, items, max_backlog)
+        for _, payload in items:
+            self.journal.message(engine, payload)
+        return ids
+
     async def schedule(
         self,
         engine: str,

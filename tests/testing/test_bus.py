@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from nautilus_tasks import BusUnavailable, ConfigurationError, Engine, NotBound, TaskFailed
+from nautilus_tasks import (
+    BacklogFull,
+    BusUnavailable,
+    ConfigurationError,
+    Engine,
+    NotBound,
+    TaskFailed,
+)
 from nautilus_tasks.errors import DrainTimeout
 from nautilus_tasks.testing import SyncTestBus, TestBus
 
@@ -250,3 +257,22 @@ async def test_a_bus_that_cannot_connect_raises_and_stays_closed() -> None:
     assert shop._client is None
     with pytest.raises(ConfigurationError, match="not open"):
         bus.client  # noqa: B018
+
+
+async def test_bulk_sends_to_a_bounded_engine_are_recorded_and_all_or_nothing() -> None:
+    """``client.send_many`` to an engine with ``max_backlog`` goes through its own script
+    (enqueue_many_bounded.lua); the bus records what it stored, and nothing of a refused batch."""
+    capped = Engine("capped", max_backlog=3)
+    done: list[int] = []
+
+    @capped.task
+    async def work(n: int) -> None:
+        done.append(n)
+
+    async with TestBus(capped) as bus:
+        await bus.client.send_many(work, [((n,), {}) for n in range(3)])
+        with pytest.raises(BacklogFull):
+            await bus.client.send_many(work, [((9,), {})])
+        assert [m.args for m in bus.sent(work)] == [[0], [1], [2]]
+        await bus.drain()
+        assert done == [0, 1, 2]
