@@ -4,7 +4,8 @@
 of its batch. A tier whose last flush is done flushes a new message at once (a lone
 sender pays one round trip, no lingering); while a flush of the tier is in flight, new
 messages gather and go when it returns, after the tier's interval, or when they reach
-``max_batch``, whichever comes first. So concurrent senders share round trips. A failed
+the tier's ``max_batch``, whichever comes first. So concurrent senders share round
+trips. A failed
 flush raises in every caller awaiting it; ``send_nowait`` callers learn of a failure from
 the next ``flush()``.
 """
@@ -29,18 +30,29 @@ DEFAULT_INTERVALS: Mapping[Priority, float] = {
     Priority.LOW: 0.020,
 }
 
+DEFAULT_MAX_BATCH = 500
+"""The largest batch of a tier, unless ``BufferConfig.max_batch`` says otherwise."""
+
 
 @dataclass(frozen=True)
 class BufferConfig:
-    """Flush interval per tier (seconds; 0 flushes at once) and the largest batch."""
+    """Flush interval per tier (seconds; 0 flushes at once) and the largest batch per
+    tier: one int for every tier, or a mapping (a tier missing from it: 500)."""
 
     intervals: Mapping[Priority, float] = field(default_factory=lambda: dict(DEFAULT_INTERVALS))
-    max_batch: int = 500
+    max_batch: int | Mapping[Priority, int] = DEFAULT_MAX_BATCH
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or any(v < 0 for v in self.intervals.values()):
+        sizes = [self.max_batch] if isinstance(self.max_batch, int) else self.max_batch.values()
+        if any(n < 1 for n in sizes) or any(v < 0 for v in self.intervals.values()):
             raise ConfigurationError("max_batch must be >= 1 and intervals >= 0")
+
+    def batch_limit(self, tier: Priority) -> int:
+        """The largest batch of ``tier``."""
+        if isinstance(self.max_batch, int):
+            return self.max_batch
+        return self.max_batch.get(tier, DEFAULT_MAX_BATCH)
 
 
 Item = tuple[str, Priority, bytes, "asyncio.Future[None] | None"]
@@ -74,7 +86,7 @@ class SendBuffer:
         batch.append(item)
         interval = self.config.intervals.get(tier, 0.0)
         idle = not self._in_flight[tier]
-        if idle or len(batch) >= self.config.max_batch or interval <= 0:
+        if idle or len(batch) >= self.config.batch_limit(tier) or interval <= 0:
             self._start(tier)
         elif tier not in self._timers:
             loop = asyncio.get_running_loop()
@@ -87,7 +99,7 @@ class SendBuffer:
         batch, self._batches[tier] = self._batches[tier], []
         if batch:
             self._in_flight[tier] += 1
-            task = asyncio.get_running_loop().create_task(self._store(batch))
+            task = asyncio.get_running_loop().create_task(self._store(tier, batch))
             self._flushing.add(task)
             task.add_done_callback(lambda t: self._stored(tier, t))
 
@@ -97,9 +109,10 @@ class SendBuffer:
         if self._batches[tier] and not self._in_flight[tier]:
             self._start(tier)  # what gathered meanwhile goes now
 
-    async def _store(self, batch: list[Item]) -> None:
-        for start in range(0, len(batch), self.config.max_batch):
-            part = batch[start : start + self.config.max_batch]
+    async def _store(self, tier: Priority, batch: list[Item]) -> None:
+        size = self.config.batch_limit(tier)
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
             try:
                 await self.broker.enqueue_many([(e, t, p) for e, t, p, _ in part])
             except NautilusTasksError as exc:
