@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections import Counter
+from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from pydantic import BaseModel
+from redis.asyncio.client import Pipeline, Redis
 
 from nautilus_tasks import Client, Engine, Priority, WorkerConfig
 from tests.helpers import running_worker, wait_for
@@ -159,3 +164,71 @@ async def test_engine_publish_goes_through_its_client(client: Client) -> None:
     await source.publish("news.flash", {"n": 5}, priority="critical")
     async with running_worker(listener, client):
         await wait_for(lambda: got == [("news.flash", 5)])
+
+
+async def test_a_publish_is_one_round_trip_and_the_version_check_is_free(
+    client: Client, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engines = [subscriber(n, p, []) for n, p in (("a", "risk.*"), ("b", "risk.breach.#"))]
+    engines.append(subscriber("c", "#.detected", []))
+    await _register(client, *engines)
+    loads: list[int] = []
+    load = client.broker.subscriptions
+
+    async def counted_load() -> tuple[int, dict[str, list[str]]]:
+        loads.append(1)
+        return await load()
+
+    monkeypatch.setattr(client.broker, "subscriptions", counted_load)
+    round_trips: list[list[str]] = []  # the commands of each pipeline, or one plain command
+    execute, command = Pipeline.execute, Redis.execute_command
+
+    async def counted_execute(self: Pipeline, raise_on_error: bool = True) -> list[Any]:
+        round_trips.append([str(args[0]).upper() for args, _ in self.command_stack])
+        return await execute(self, raise_on_error)
+
+    async def counted_command(self: Redis, *args: Any, **options: Any) -> Any:
+        round_trips.append([str(args[0]).upper()])
+        return await command(self, *args, **options)
+
+    monkeypatch.setattr(Pipeline, "execute", counted_execute)
+    monkeypatch.setattr(Redis, "execute_command", counted_command)
+    for n in range(100):  # a stable registry: "risk.breach" -> a, b; the other -> b, c
+        await client.publish("risk.breach" if n % 2 else "risk.breach.detected", {"n": n})
+    monkeypatch.undo()
+    assert len(loads) == 1  # the registry was loaded once, by the first publish
+    assert round_trips[0] == ["GET", "HKEYS"]  # that load: one pipelined round trip
+    # then each publish: one pipelined round trip, the version GET with one XADD per engine
+    assert round_trips[1:] == [["GET", "XADD", "XADD"]] * 100
+    lengths = [await raw.xlen(client.broker.keys(e).stream(Priority.NORMAL)) for e in "abc"]
+    assert lengths == [50, 100, 50]
+
+
+async def test_a_sync_handler_runs_on_a_worker_with_its_payload_validated(
+    client: Client,
+) -> None:
+    got: list[tuple[str, Alert, bool]] = []
+    engine = Engine("syncsub")
+
+    @engine.on("sync.*")
+    def handle(alert: Alert, topic: str) -> None:  # a plain def: run in the worker's threads
+        got.append((topic, alert, threading.current_thread() is threading.main_thread()))
+
+    await _register(client, engine)
+    await client.publish("sync.one", {"n": 1})
+    async with running_worker(engine, client):
+        await wait_for(lambda: len(got) == 1)
+    [(topic, alert, on_main)] = got
+    assert topic == "sync.one" and isinstance(alert, Alert) and alert == Alert(n=1)
+    assert not on_main  # not called on the event loop's thread
+
+
+async def test_an_unmatched_event_is_counted_and_logged_at_debug(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="nautilus_tasks.events")
+    event_id = await client.publish("nobody.listens", {"n": 1})
+    assert client.publisher.unmatched == 1
+    [record] = [r for r in caplog.records if r.name == "nautilus_tasks.events"]
+    assert record.levelno == logging.DEBUG
+    assert record.getMessage() == f"event {event_id} on 'nobody.listens' matched no subscriber"
