@@ -111,3 +111,75 @@ def test_routes_must_name_known_buses() -> None:
         Buses({"default": BusConfig.from_url("redis://x")}, routes={"a.#": "nope"})
     with pytest.raises(ConfigurationError, match="default"):
         Buses({"other": BusConfig.from_url("redis://x")})
+
+
+def two_buses(logic: EmbeddedServer, market: EmbeddedServer) -> Buses:
+    return Buses(
+        {"default": BusConfig.from_url(logic.url), "marketdata": BusConfig.from_url(market.url)},
+        routes={"market.#": "marketdata"},
+    )
+
+
+async def test_each_bus_has_its_own_health_check(
+    two_servers: tuple[EmbeddedServer, EmbeddedServer],
+) -> None:
+    logic, market = two_servers
+    buses = two_buses(logic, market)
+    engine = strategy([])
+    async with await Client.connect(buses) as client:
+        config = WorkerConfig(concurrency=2, grace=5, block_ms=100)
+        on_logic, on_market = workers_for(engine, client, buses, config)  # one per bus
+        runs = [asyncio.create_task(w.run()) for w in (on_logic, on_market)]
+        await asyncio.gather(on_logic.started.wait(), on_market.started.wait())
+        assert on_logic.healthy() and on_market.healthy()
+        limit = max(5.0, 3 * config.block_ms / 1000)
+        await asyncio.to_thread(market.stop)  # the marketdata bus goes down
+        stalled = on_market.fetcher.last_fetch  # its reads fail from now on
+        # the default bus keeps reading: wait for a read well after the market one stopped
+        await wait_for(lambda: on_logic.fetcher.last_fetch > stalled + 0.5)
+        assert on_market.fetcher.last_fetch == stalled
+        later = stalled + limit + 0.1  # a clock past the limit for the stalled bus only
+        assert not on_market.healthy(now=later)
+        assert on_logic.healthy(now=later)
+        await asyncio.to_thread(market.start)  # the same port: the worker reads again
+        await wait_for(lambda: on_market.fetcher.last_fetch > stalled, timeout=30)
+        assert on_market.healthy() and on_logic.healthy()
+        for worker in (on_logic, on_market):
+            worker.stop()
+        await asyncio.gather(*runs)
+
+
+async def test_an_engine_on_another_bus_gets_its_tasks_on_that_server(
+    two_servers: tuple[EmbeddedServer, EmbeddedServer],
+) -> None:
+    logic, market = two_servers
+    buses = two_buses(logic, market)
+    feed = Engine("feed", bus="marketdata")
+    done: list[int] = []
+
+    @feed.task
+    async def ingest(n: int) -> None:
+        done.append(n)
+
+    assert buses.for_engine(feed) == ["marketdata"]  # no inbox on default
+    async with await Client.connect(buses) as client:
+        client.bind(feed)
+        await ingest.send(3)
+        on_logic, on_market = (
+            aioredis.Redis.from_url(logic.url),
+            aioredis.Redis.from_url(market.url),
+        )
+        try:
+            assert await on_market.xlen("nt:{feed}:q:normal") == 1  # stored where it routes
+            assert await on_logic.xlen("nt:{feed}:q:normal") == 0
+            [worker] = workers_for(feed, client, buses, WorkerConfig(concurrency=2, grace=5))
+            run = asyncio.create_task(worker.run())
+            await wait_for(lambda: done == [3])
+            worker.stop()
+            await run
+            assert worker.stats.counts["succeeded"] == 1
+            assert await on_market.xlen("nt:{feed}:q:normal") == 0  # acked and deleted
+            assert not await on_logic.exists("nt:{feed}:q:normal")
+        finally:
+            await on_logic.aclose()
+            await on_market.aclose()
