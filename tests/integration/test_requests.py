@@ -9,6 +9,10 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from nautilus_tasks import BusConfig, Client, Engine, RequestTimeout, TaskFailed, WorkerConfig
+from nautilus_tasks.broker.base import Reply
+from nautilus_tasks.message import decode
+from nautilus_tasks.requests import REPLY_TTL_MS
+from nautilus_tasks.worker import outcomes
 from tests.helpers import running_worker, wait_for
 
 pytestmark = pytest.mark.integration
@@ -86,8 +90,13 @@ async def test_1000_concurrent_requests_each_get_their_own_result(client: Client
 
 
 async def test_a_dead_requesters_reply_stream_expires(
-    bus: BusConfig, client: Client, raw: aioredis.Redis, prefix: str
+    bus: BusConfig,
+    client: Client,
+    raw: aioredis.Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(outcomes, "REPLY_TTL_MS", 300)  # the TTL a worker's reply sets
     risk = risk_engine()
     echo = risk.tasks["echo"]
     requester = await Client.connect(bus)
@@ -97,11 +106,47 @@ async def test_a_dead_requesters_reply_stream_expires(
     task.cancel()
     dead_id = requester.client_id
     await requester.close()  # the requester is gone before the worker answers
+    key = f"{prefix}:reply:{dead_id}"
     client.bind(risk)
     async with running_worker(risk, client):
-        await wait_for(lambda: _exists(raw, f"{prefix}:reply:{dead_id}"))
-    ttl = await raw.pttl(f"{prefix}:reply:{dead_id}")
-    assert 0 < ttl <= 60_000  # the worker's reply stream carries a TTL: it expires
+        await wait_for(lambda: _exists(raw, key))  # the worker's reply, with its TTL
+        assert 0 < await raw.pttl(key) <= 300
+        await wait_for(lambda: _gone(raw, key))  # nobody refreshes it: it disappears
+
+
+async def test_a_live_client_keeps_refreshing_its_reply_stream(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    risk = risk_engine()
+    echo = risk.tasks["echo"]
+    client.bind(risk)
+    key = f"{prefix}:reply:{client.client_id}"
+    async with running_worker(risk, client):
+        assert await echo.request(1, timeout=10) == 1  # the reply created the stream
+    await wait_for(lambda: _length(raw, key, 0))  # read and deleted; the stream stays
+    await raw.pexpire(key, 20_000)  # as if its last refresh were 40 s old
+    client.replies._last_touch = 0.0  # the refresh is due (it runs every third of the TTL)
+    await wait_for(lambda: _pttl_above(raw, key, 30_000))  # raised again by the live client
+    assert await raw.pttl(key) <= REPLY_TTL_MS
+
+
+async def test_a_duplicate_reply_resolves_the_request_once(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    risk = risk_engine()
+    echo = risk.tasks["echo"]
+    client.bind(risk)
+    request = asyncio.create_task(echo.request(7, timeout=30))
+    await wait_for(lambda: _queued(raw, prefix))
+    [(_, fields)] = await raw.xrange(f"{prefix}:{{risk}}:q:normal")
+    [reply] = await outcomes.outcome_actions("risk", decode(fields), outcomes.success(7), None)
+    assert isinstance(reply, Reply)
+    key = f"{prefix}:reply:{client.client_id}"
+    for _ in range(2):  # the same reply twice, as from a redelivered request answered twice
+        await raw.xadd(key, {"envelope": reply.payload})
+    assert await request == 7
+    await wait_for(lambda: client.replies.late == 1)  # the copy was dropped, counted
+    await wait_for(lambda: _length(raw, key, 0))  # and deleted from the stream
 
 
 async def _queued(raw: aioredis.Redis, prefix: str) -> bool:
@@ -110,6 +155,18 @@ async def _queued(raw: aioredis.Redis, prefix: str) -> bool:
 
 async def _exists(raw: aioredis.Redis, key: str) -> bool:
     return bool(await raw.exists(key))
+
+
+async def _gone(raw: aioredis.Redis, key: str) -> bool:
+    return not await raw.exists(key)
+
+
+async def _length(raw: aioredis.Redis, key: str, n: int) -> bool:
+    return bool(await raw.exists(key)) and int(await raw.xlen(key)) == n
+
+
+async def _pttl_above(raw: aioredis.Redis, key: str, ms: int) -> bool:
+    return int(await raw.pttl(key)) > ms
 
 
 async def test_stored_result_is_read_through_the_handle(client: Client) -> None:
