@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from nautilus_tasks import BusConfig, BusUnavailable, Client, Engine, Priority, current_message
-from nautilus_tasks.broker.base import Finish, Reply
+from nautilus_tasks.broker.base import Finish, Reply, StoreResult
 from nautilus_tasks.embedded import EmbeddedServer
 from nautilus_tasks.message import now_ms
 from tests.helpers import running_worker
@@ -45,7 +46,9 @@ async def test_fallback_is_not_used_when_the_bus_and_a_worker_answer(client: Cli
     assert where == ["worker"] and price.fallbacks == 0
 
 
-async def test_fallback_runs_locally_when_the_bus_is_down(tmp_path: Path) -> None:
+async def test_fallback_runs_locally_when_the_bus_is_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     engine, where = pricing()
     price = engine.tasks["price"]
     server = EmbeddedServer(tmp_path)
@@ -56,10 +59,15 @@ async def test_fallback_runs_locally_when_the_bus_is_down(tmp_path: Path) -> Non
     try:
         with pytest.raises(BusUnavailable):
             await price.request(1, 1.0, timeout=5)
-        assert await price.request(2, 3.5, timeout=5, fallback="local") == 7.0
+        assert price.fallbacks == 0  # no fallback asked: none counted
+        with caplog.at_level(logging.WARNING, logger="nautilus_tasks.task"):
+            assert await price.request(2, 3.5, timeout=5, fallback="local") == 7.0
     finally:
         await client.close()
-    assert where == ["local"]
+    assert where == ["local"] and price.fallbacks == 1
+    [record] = [r for r in caplog.records if r.name == "nautilus_tasks.task"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("request of pricing.price ran locally (fallback): ")
 
 
 async def test_a_consumer_that_lost_its_entry_cannot_reply(
@@ -84,3 +92,29 @@ async def test_a_consumer_that_lost_its_entry_cannot_reply(
     assert await broker.finish("pricing", "rescuer", [record]) == ([], [])
     assert await raw.xlen(f"{prefix}:reply:requester-1") == 1  # the owner's reply
     assert 0 < await raw.pttl(f"{prefix}:reply:requester-1") <= 60_000
+
+
+async def test_a_result_is_stored_by_the_script_that_acks_only_for_the_owner(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    engine, _ = pricing()
+    client.bind(engine)
+    broker = client.broker
+    await broker.ensure_groups("pricing", "zombie")
+    message_id = await engine.tasks["price"].send_with(result_ttl=60)(1, 1.0)
+    [held] = await broker.read("pricing", "zombie", 1, (0, 0, 0), block_ms=0)
+    step = await broker.reclaim(
+        "pricing", "rescuer", Priority.NORMAL, cursor="0-0", count=10, min_idle_ms=0,
+        max_deliveries=5, now_ms=now_ms(),
+    )  # fmt: skip
+    assert [d.entry_id for d in step.deliveries] == [held.entry_id]
+    stored = StoreResult("pricing", message_id, b'{"v":1,"kind":"reply","body":1}', 60_000)
+    record = Finish(Priority.NORMAL, held.entry_id, (stored,))
+    key = f"{prefix}:{{pricing}}:result:{message_id}"
+    assert await broker.finish("pricing", "zombie", [record]) == ([held.entry_id], [])
+    assert await raw.exists(key) == 0  # refused with its ack: no result either
+    assert await raw.xlen(f"{prefix}:{{pricing}}:q:normal") == 1  # and not acked
+    assert await broker.finish("pricing", "rescuer", [record]) == ([], [])
+    assert await raw.get(key) == stored.payload  # the owner's ack wrote it, with a TTL
+    assert 0 < await raw.pttl(key) <= 60_000
+    assert await raw.xlen(f"{prefix}:{{pricing}}:q:normal") == 0

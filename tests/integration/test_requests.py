@@ -185,6 +185,25 @@ async def test_stored_result_is_read_through_the_handle(client: Client) -> None:
         await unsent.result(timeout=0.2)
 
 
+async def test_a_task_declared_with_result_ttl_stores_every_outcome(
+    client: Client, raw: aioredis.Redis, prefix: str
+) -> None:
+    kept = Engine("kept")
+
+    @kept.task(result_ttl=30)
+    def double(n: int) -> int:
+        return 2 * n
+
+    client.bind(kept)
+    handle = await double.send(4)  # no per-send option: the task's result_ttl applies
+    shorter = await double.send_with(result_ttl=5)(5)  # a send may still choose its own
+    async with running_worker(kept, client):
+        assert await handle.result(timeout=10) == 8
+        assert await shorter.result(timeout=10) == 10
+    assert 5_000 < await raw.pttl(f"{prefix}:{{kept}}:result:{handle}") <= 30_000
+    assert 0 < await raw.pttl(f"{prefix}:{{kept}}:result:{shorter}") <= 5_000
+
+
 async def test_callback_topic_delivers_the_result_to_another_engine(client: Client) -> None:
     risk = risk_engine()
     validate = risk.tasks["validate"]
