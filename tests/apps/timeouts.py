@@ -25,7 +25,7 @@ from tests.apps.common import key
 
 timeouts = Engine("timeouts")
 
-TIMEOUT = 1.0
+TIMEOUT = 1.5
 """The declared time limit of both tasks, in seconds: generous, so that recording the start
 of a run always fits in it even on a loaded machine."""
 WORK = 60.0
