@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from nautilus_tasks import Client, Engine, Priority
+from nautilus_tasks.embedded import stop_daemon
 from tests.procs import ROOT
 
 pytestmark = pytest.mark.integration
@@ -44,6 +46,50 @@ async def test_send_prints_the_id_of_a_stored_message(
     assert code == 2 and "ENGINE.TASK" in err
 
 
+async def test_send_with_kwargs_stores_them_in_the_body(
+    redis_url: str, prefix: str, raw: aioredis.Redis
+) -> None:
+    code, out, err = await cli(
+        redis_url, prefix, "send", "risk.check",
+        "--args", '["AAPL"]', "--kwargs", '{"limit": 5, "desk": "fx"}', "--priority", "low",
+    )  # fmt: skip
+    assert code == 0, err
+    [(_, fields)] = await raw.xrange(f"{prefix}:{{risk}}:q:low")
+    envelope = orjson.loads(fields[b"envelope"])
+    assert envelope["id"] == out.strip()
+    assert envelope["body"] == {"args": ["AAPL"], "kwargs": {"limit": 5, "desk": "fx"}}
+    code, _, err = await cli(redis_url, prefix, "send", "risk.check", "--kwargs", "[1]")
+    assert code == 2 and "Invalid value for --kwargs: must be a JSON" in err
+    assert await raw.xlen(f"{prefix}:{{risk}}:q:normal") == 0
+
+
+async def test_send_without_a_url_starts_the_embedded_valkey_and_says_so_once(
+    tmp_path: Path, prefix: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NT_REDIS_URL", "XDG_RUNTIME_DIR")}
+    env |= {"NT_RUNTIME_DIR": str(tmp_path), "NT_PREFIX": prefix}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nautilus_tasks", "send", "risk.check", "--args", "[1]",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        lines = [line for line in err.decode().splitlines() if "embedded Valkey at" in line]
+        assert len(lines) == 1, err.decode()
+        assert "(started, data in" in lines[0] and str(tmp_path) in lines[0], lines
+        port = int((tmp_path / "valkey.port").read_text())
+        assert f"redis://127.0.0.1:{port}" in lines[0]
+        conn = aioredis.Redis(port=port)
+        try:
+            [(_, fields)] = await conn.xrange(f"{prefix}:{{risk}}:q:normal")
+            assert orjson.loads(fields[b"envelope"])["id"] == out.decode().strip()
+        finally:
+            await conn.aclose()
+    finally:
+        assert stop_daemon(tmp_path)
+
+
 async def test_inspect_shows_lengths_and_pending_of_a_backlog(
     client: Client, redis_url: str, prefix: str
 ) -> None:
@@ -73,7 +119,24 @@ async def test_inspect_shows_lengths_and_pending_of_a_backlog(
         assert tiers["low"]["lag"] == 47
     code, out, err = await cli(redis_url, prefix, "inspect")  # every engine, as a table
     assert code == 0, err
-    assert "analytics" in out and "critical" in out
+    rows = table_rows(out, "analytics")
+    lag = "-" if tiers["low"]["lag"] is None else "47"
+    assert rows["critical"][:3] == ["5", "5", "1"], rows
+    assert rows["low"][:3] == ["50", "3", "1"] and rows["low"][4] == lag, rows
+    assert rows["high"][:4] == ["0", "0", "1", "-"] and rows["normal"][:4] == rows["high"][:4]
+    for tier in ("critical", "low"):  # the oldest pending age, in seconds
+        assert re.fullmatch(r"\d+\.\ds", rows[tier][3]), rows
+    assert rows["delayed/dead"][:2] == ["0", "0"] and rows["counts"][0] == "none", rows
+
+
+def table_rows(out: str, engine: str) -> dict[str, list[str]]:
+    """The rows of ``engine`` in the inspect table, by tier: the cells after the tier."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line)][1:-1]
+        if len(cells) > 2 and cells[0] == engine:
+            rows[cells[1]] = cells[2:]
+    return rows
 
 
 async def test_server_command_runs_an_embedded_valkey_until_sigterm(tmp_path: Path) -> None:
