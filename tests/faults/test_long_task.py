@@ -4,8 +4,8 @@ Reclaiming by a fixed idle time re-runs long tasks that are still alive (taskiq-
 Here the holder renews the lease of everything it holds, the running task and the 50
 prefetched behind it, while a second worker keeps trying to reclaim (XAUTOCLAIM every
 quarter lease, with free capacity). Nothing may move and nothing may run twice. The issue
-asks for 5 x the lease (acceptance 2) and promises 10 x (leases): the test runs 10 x a short
-lease, renewed every sixth of a second.
+asks for 5 x the lease (acceptance 2) and promises 10 x (leases): the test runs 10 x a 1 s
+lease, renewed every third of it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from tests.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
-LEASE = 0.5
+LEASE = 1.0
 LONG = 10 * LEASE
 """Seconds the long task runs."""
 SHORT = 0.01
