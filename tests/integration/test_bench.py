@@ -46,6 +46,11 @@ async def test_every_scenario_reports_plausible_counts(redis_url: str) -> None:
     data = orjson.loads(out)
     meta, results = data["meta"], data["results"]
     assert meta["options"]["n"] == 300 and meta["options"]["env"] == ["NT_BENCH_PROBE"]
+    if "NT_POSTGRES_DSN" not in os.environ:  # no audit in this run's workers, and it says so
+        assert meta["audit"] == {
+            "on": False, "schema": None,
+            "audit_written": 0, "audit_dropped": 0, "audit_write_errors": 0,
+        }  # fmt: skip
     assert set(results) == {
         "enqueue", "throughput_1", "throughput_2", "latency", "rpc", "critical", "fanout", "soak",
     }  # fmt: skip
