@@ -178,13 +178,19 @@ class Fetcher:
             self.queue.put(delivery)
 
     def _reserve(self, free: int) -> list[int]:
-        """Whole entries of the share owed to high, normal and low; fractions carry over."""
-        out = []
+        """Whole entries of the share owed to high, normal and low, within the ``free``
+        room of this read; fractions, and whole parts the room cannot hold, carry over.
+        The credits grow in step, so when the room is short the largest credit goes
+        first, the lower tier first among equals: the tiers take turns."""
+        out = [0, 0, 0]
         for i in range(3):
             self._credits[i] += free * self.low_share
-            whole = math.floor(self._credits[i])
+        room = free
+        for i in sorted(range(3), key=lambda t: (-self._credits[t], -t)):
+            whole = min(math.floor(self._credits[i]), room)
             self._credits[i] -= whole
-            out.append(whole)
+            out[i] = whole
+            room -= whole
         return out
 
     async def poll(self) -> int:

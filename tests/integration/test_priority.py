@@ -77,8 +77,8 @@ def share_bounds(share: float, per_tier: int) -> tuple[float, float]:
     read, ``low`` (backlogged all along) earns ``share`` of them, and while ``high``'s are
     read, ``normal`` earns ``share`` of those: ``3 * share * per_tier``, less a fraction
     per tier, less the last share read of each tier if its higher tiers ran out meanwhile
-    (with a room too small for every tier's part, the parts are split otherwise, see
-    SMALL_ROOM_BUG, but the total still reaches this). At most: each tier earns ``share``
+    (with a room too small for every tier's part, the tiers take turns, and the total
+    still reaches this). At most: each tier earns ``share``
     of every message read while a higher tier still waits (``high`` during critical's,
     ``normal`` during both, ``low`` during all three: ``6 * share * per_tier``), plus what
     the share reads themselves add, and a fraction."""
@@ -122,21 +122,12 @@ async def test_mixed_tiers_drain_in_order_but_for_the_share(
             assert ns == sorted(ns)
 
 
-SMALL_ROOM_BUG = (
-    "Fetcher._reserve takes the whole credits of high, normal and low off at once (they "
-    "grow in step, so they come due on the same read) and read.lua serves them from high "
-    "down within the room: with a room of 1 or 2, low's part is dropped, not carried over. "
-    "A critical flood then starves low entirely at concurrency 1 (0 started, 5 owed)."
-)
-
-
 @pytest.mark.parametrize(
     "settings",
     [
         pytest.param(
             {"concurrency": 1, "prefetch": 1},
             id="concurrency-1-prefetch-1",
-            marks=pytest.mark.xfail(strict=True, reason=SMALL_ROOM_BUG),
         ),
         pytest.param({"concurrency": 10}, id="concurrency-10-default-prefetch"),
     ],
