@@ -151,11 +151,11 @@ class Worker:
             )
         version = await check_server(self.broker)
         log.info(
-            "worker %s of engine %r: %s at %s, streams %s:{%s}:q:critical|high|normal|low,"
-            " concurrency %d, prefetch %d, lease %.1fs",
-            self.consumer, self.engine.name, version, self.broker.url, self.broker.prefix,
-            self.engine.name, self.config.concurrency, self.config.prefetch_count,
-            self.config.lease,
+            "worker %s of engine %r: %s at %s, streams %s, concurrency %d, prefetch %d,"
+            " lease %.1fs",
+            self.consumer, self.engine.name, version, self.broker.url,
+            " ".join(self.broker.stream_names(self.engine.name)), self.config.concurrency,
+            self.config.prefetch_count, self.config.lease,
         )  # fmt: skip
         threads = ThreadPoolExecutor(self.config.sync_threads, "nt-sync")
         executor = Executor(

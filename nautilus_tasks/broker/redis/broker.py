@@ -74,6 +74,9 @@ class RedisBroker(SendMixin, AdminMixin, TicksMixin):
     def url(self) -> str:
         return self.config.url
 
+    def stream_names(self, engine: str) -> tuple[str, ...]:
+        return self.keys(engine).streams
+
     def keys(self, engine: str) -> Keys:
         """The key names of ``engine`` on this bus (cached)."""
         keys = self._keys.get(engine)
