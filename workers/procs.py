@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
+from nautilus_tasks import BusConfig, Client
 
 from .progress import DemoError
 
@@ -142,20 +142,8 @@ def check_alive(proc: subprocess.Popen[bytes]) -> None:
 
 async def delete_keys(url: str, prefix: str) -> int:
     """Delete every key of this run (``prefix:*``); returns how many."""
-    conn = aioredis.Redis.from_url(url)
-    deleted = 0
-    try:
-        batch: list[bytes] = []
-        async for key in conn.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await conn.delete(*batch)
-                batch.clear()
-        if batch:
-            deleted += await conn.delete(*batch)
-    finally:
-        await conn.aclose()
-    return deleted
+    async with await Client.connect(BusConfig.from_url(url, prefix=prefix)) as client:
+        return await client.broker.delete_prefix()
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
