@@ -1,21 +1,19 @@
-"""The example engines' computations, without any server: limits, breaches, VaR, z-scores,
-P&L, alerts, fan-out and publishing; and the demo's synthetic market and expected counts."""
+"""The example engines' computations, without any server: limits, breaches, z-scores, P&L,
+fan-out and publishing (VaR: test_var.py; alerts and the demo's parts:
+test_alerts_and_demo.py)."""
 
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Iterator, Sequence
-from statistics import NormalDist
 from typing import Any, cast
 
 import pytest
 from pydantic import ValidationError
 
-import engines.alerts as alerts_module
 import engines.risk as risk_module
-from engines.alerts import AlertFeed, alerts, on_breach
+from engines.alerts import alerts
 from engines.analytics import PnLBook, Position, analytics
 from engines.factors import FactorBook, RollingWindow, factors
 from engines.marketdata import (
@@ -31,38 +29,15 @@ from engines.models import (
     BREACH_TOPIC,
     BREACHES,
     QUOTES,
-    AlertSummary,
     Breach,
-    Portfolio,
     Quote,
     Side,
     Trade,
     quote_topic,
 )
-from engines.risk import BreachMonitor, PositionBook, calculate_var, check_position, on_quote, risk
-from engines.var import (
-    PriceHistory,
-    aligned,
-    covariance,
-    historical_var,
-    parametric_var,
-    scenario_pnls,
-    simple_returns,
-    value_at_risk,
-)
+from engines.risk import BreachMonitor, PositionBook, check_position, risk
 from nautilus_tasks import Client, Priority, SendOptions, Task
-from nautilus_tasks.metrics import Histogram
 from nautilus_tasks.topics import matches
-from workers.feed import make_market
-from workers.flows import (
-    FlowReport,
-    VaRRun,
-    events_received,
-    expected_counts,
-    quantile,
-    task_counts,
-)
-from workers.progress import Progress
 
 
 def trade(side: Side = "buy", qty: float = 10, price: float = 100.0, symbol: str = "AAPL") -> Trade:
@@ -244,130 +219,6 @@ def test_quote_topics_match_the_subscriptions() -> None:
     assert alerts.patterns == [BREACHES] and marketdata.patterns == []
 
 
-# --- VaR ---
-
-
-def test_simple_returns_and_price_history() -> None:
-    assert simple_returns([100.0, 110.0, 99.0]) == pytest.approx([0.1, -0.1])
-    assert simple_returns([5.0]) == []
-    history = PriceHistory(size=3)
-    for price in (100.0, 110.0, 99.0, 108.9):
-        history.observe("AAPL", price)
-    assert history.mark("AAPL") == 108.9
-    assert history.returns("AAPL") == pytest.approx([-0.1, 0.1])  # 100 fell out
-    assert history.returns("MSFT") == []
-    with pytest.raises(KeyError):
-        history.mark("MSFT")
-    with pytest.raises(ValueError):
-        history.observe("AAPL", 0.0)
-
-
-def test_aligned_takes_the_latest_returns_of_the_shortest_series() -> None:
-    got = aligned({"A": [1.0, 2.0, 3.0, 4.0], "B": [7.0, 8.0, 9.0]}, window=10)
-    assert got == {"A": [2.0, 3.0, 4.0], "B": [7.0, 8.0, 9.0]}
-    assert aligned({"A": [1.0, 2.0, 3.0, 4.0]}, window=2) == {"A": [3.0, 4.0]}
-    with pytest.raises(ValueError, match="not enough history"):
-        aligned({"A": [1.0, 2.0], "B": [1.0]}, window=10)
-    with pytest.raises(ValueError):
-        aligned({}, window=10)
-
-
-def test_scenario_pnls_are_exposure_weighted_returns() -> None:
-    pnls = scenario_pnls({"A": 1000.0, "B": -500.0}, {"A": [0.01, -0.02], "B": [0.02, -0.04]})
-    assert pnls == pytest.approx([0.0, 0.0])  # the short of B hedges A exactly
-    assert scenario_pnls({"A": 200.0}, {"A": [0.05, -0.1]}) == pytest.approx([10.0, -20.0])
-
-
-def test_historical_var_is_the_empirical_quantile_of_losses() -> None:
-    pnls = [float(p) for p in range(-50, 50)]  # losses -49..50
-    var, shortfall = historical_var(pnls, 0.95)  # 0.95 * 100 is 95.00000000000001: rank 95
-    assert var == 45.0
-    assert shortfall == pytest.approx(statistics.fmean([45, 46, 47, 48, 49, 50]))
-    assert historical_var(pnls, 0.99) == (49.0, 49.5)
-    assert historical_var([3.0, 1.0], 0.9) == (-1.0, -1.0)  # no loss: a negative VaR
-    for bad in (0.0, 1.0):
-        with pytest.raises(ValueError):
-            historical_var(pnls, bad)
-    with pytest.raises(ValueError):
-        historical_var([], 0.99)
-
-
-def test_covariance_matches_statistics() -> None:
-    a, b = [0.01, -0.02, 0.03, 0.0], [0.02, -0.01, 0.01, 0.005]
-    cov = covariance({"A": a, "B": b})
-    assert cov["A", "B"] == cov["B", "A"] == pytest.approx(statistics.covariance(a, b))
-    assert cov["A", "A"] == pytest.approx(statistics.variance(a))
-    with pytest.raises(ValueError):
-        covariance({"A": [0.1]})
-
-
-def test_parametric_var_of_one_asset_and_of_a_book() -> None:
-    returns = [0.01, -0.02, 0.015, -0.005, 0.0, 0.02, -0.01]
-    mu, sigma = statistics.fmean(returns), statistics.stdev(returns)
-    z = NormalDist().inv_cdf(0.99)
-    var, shortfall = parametric_var({"A": 1000.0}, {"A": returns}, 0.99)
-    assert var == pytest.approx(1000 * (z * sigma - mu))
-    assert shortfall == pytest.approx(1000 * (sigma * NormalDist().pdf(z) / 0.01 - mu))
-    assert shortfall > var
-    # a book: v'Sv is the variance of the scenario P&Ls
-    book = {"A": [0.01, -0.02, 0.03, 0.0], "B": [0.02, -0.01, 0.01, 0.005]}
-    exposures = {"A": 2000.0, "B": -700.0}
-    pnls = scenario_pnls(exposures, book)
-    var, _ = parametric_var(exposures, book, 0.95)
-    expected = NormalDist(statistics.fmean(pnls), statistics.stdev(pnls)).inv_cdf(0.05)
-    assert var == pytest.approx(-expected)
-
-
-def test_historical_and_parametric_agree_on_normal_returns() -> None:
-    rng = random.Random(7)
-    book = {"A": [rng.gauss(0, 0.01) for _ in range(20_000)]}
-    book["B"] = [0.5 * a + rng.gauss(0, 0.01) for a in book["A"]]  # correlated
-    exposures = {"A": 1e6, "B": 5e5}
-    historical, _ = historical_var(scenario_pnls(exposures, book), 0.99)
-    parametric, _ = parametric_var(exposures, book, 0.99)
-    assert historical == pytest.approx(parametric, rel=0.05)
-    sigma = math.sqrt((1e6 + 0.5 * 5e5) ** 2 + (5e5) ** 2) * 0.01  # the true deviation
-    assert parametric == pytest.approx(NormalDist().inv_cdf(0.99) * sigma, rel=0.05)
-
-
-def test_value_at_risk_of_a_portfolio_from_the_price_history() -> None:
-    history = PriceHistory()
-    rng = random.Random(3)
-    price = 100.0
-    for _ in range(300):
-        price *= 1 + rng.gauss(0, 0.01)
-        history.observe("A", price)
-        history.observe("B", price / 2)  # moves exactly with A
-    long_a = Portfolio(positions={"A": 100.0}, window=250)
-    result = value_at_risk(long_a, history)
-    assert result.method == "historical" and result.observations == 250
-    assert result.value == pytest.approx(100 * price)
-    assert 0 < result.var <= result.expected_shortfall
-    hedged = Portfolio(positions={"A": 100.0, "B": -200.0}, method="parametric")
-    assert value_at_risk(hedged, history).var == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="no prices"):
-        value_at_risk(Portfolio(positions={"C": 1.0}), history)
-    bads: list[dict[str, Any]] = [
-        {"confidence": 1.0}, {"confidence": 0.5}, {"positions": {}}, {"window": 1},
-    ]  # fmt: skip
-    for bad in bads:
-        with pytest.raises(ValidationError):
-            Portfolio.model_validate({"positions": {"A": 1.0}, **bad})
-
-
-async def test_risk_answers_var_requests_from_the_quotes_it_saw(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(risk_module, "history", PriceHistory())
-    monkeypatch.setattr(risk_module, "book", PositionBook())
-    for i in range(10):
-        exposure = await on_quote(Quote(symbol="AAPL", bid=100 + i, ask=101 + i, ts=i))
-        assert exposure == 0.0
-    result = await calculate_var(Portfolio(positions={"AAPL": 10.0}, confidence=0.9))
-    assert result.observations == 9 and result.value == pytest.approx(10 * 109.5)
-    assert result.var < 0  # the price only rose: no loss in any scenario
-
-
 # --- breaches ---
 
 
@@ -496,95 +347,3 @@ async def test_a_failed_breach_publish_rearms_for_the_retry(
     recorder.fail_publish = False
     assert not (await check_position(trade("buy", 1))).accepted  # the retry
     assert [topic for topic, _, _ in recorder.published] == [BREACH_TOPIC]
-
-
-# --- alerts ---
-
-
-def breach(symbol: str = "TSLA", attempted: float = 5100.0) -> Breach:
-    return Breach(
-        symbol=symbol, trade_id="t9", position=5000, attempted=attempted, limit=5000,
-        detected_at=1,
-    )  # fmt: skip
-
-
-def test_alert_feed_counts_and_pushes_to_clients() -> None:
-    feed = AlertFeed(history=2, client_buffer=2)
-    assert feed.record(BREACH_TOPIC, breach()) == 0
-    early = feed.connect("ws-1")
-    assert list(early) == [breach()]  # a new client starts with the recent alerts
-    assert feed.record("risk.breach.var", breach("AAPL")) == 1
-    assert feed.record(BREACH_TOPIC, breach(attempted=5200)) == 1
-    assert feed.dropped == 1 and [b.symbol for b in early] == ["AAPL", "TSLA"]
-    late = feed.connect("ws-2")
-    assert [b.symbol for b in late] == ["AAPL", "TSLA"]  # history holds the last 2
-    feed.disconnect("ws-1")
-    summary = feed.summary()
-    assert (summary.total, summary.clients) == (3, 1)
-    assert summary.by_symbol == {"TSLA": 2, "AAPL": 1}
-    assert summary.by_topic == {BREACH_TOPIC: 2, "risk.breach.var": 1}
-    assert summary.last == breach(attempted=5200)
-    with pytest.raises(ValueError):
-        AlertFeed(history=0)
-
-
-async def test_on_breach_records_the_alert(monkeypatch: pytest.MonkeyPatch) -> None:
-    feed = AlertFeed()
-    monkeypatch.setattr(alerts_module, "feed", feed)
-    feed.connect("ws")
-    assert await on_breach(breach(), BREACH_TOPIC) == 1
-    assert feed.summary().by_topic == {BREACH_TOPIC: 1}
-
-
-# --- the demo's market and counts ---
-
-
-def test_make_market_spreads_the_quotes_among_the_trades() -> None:
-    market = make_market(10, 4, random.Random(1))
-    assert [t.id for t in market.trades] == [f"T{i:08d}" for i in range(10)]
-    assert [i for i, _ in market.quotes] == [0, 2, 5, 7]  # ceil((i + 1) * 4 / 10) by trade i
-    assert all(q.bid < q.ask for _, q in market.quotes)
-    assert len(make_market(3, 7, random.Random(1)).quotes) == 7
-    many = make_market(4000, 0, random.Random(2)).trades
-    tsla = [t.side for t in many if t.symbol.strip().upper() == "TSLA"]
-    assert 0.7 < tsla.count("buy") / len(tsla) < 0.8  # the bias that makes breaches
-
-
-def test_expected_counts_add_tasks_and_the_events_of_each_subscription() -> None:
-    events = {QUOTES: 40, BREACHES: 3}
-    assert task_counts(100, 40) == {
-        "marketdata": 140, "risk": 100, "factors": 100, "analytics": 100, "alerts": 0,
-    }  # fmt: skip
-    expected = expected_counts(100, 40, events)
-    assert expected == {
-        "marketdata": 140, "risk": 140, "factors": 140, "analytics": 140, "alerts": 3,
-    }  # fmt: skip
-    progress = {e: Progress(e, n, 0, True, Histogram(), None) for e, n in expected.items()}
-    assert events_received(progress, 100, 40) == {
-        "marketdata": 0, "risk": 40, "factors": 40, "analytics": 40, "alerts": 3,
-    }  # fmt: skip
-    assert quantile([5.0, 1.0, 3.0, 2.0, 4.0], 0.5) == 3.0
-    assert quantile([float(i) for i in range(1, 101)], 0.99) == 99.0
-    assert quantile([], 0.5) is None
-
-
-def flow_report(received: int = 40, recorded: int = 3, processed: int = 2) -> FlowReport:
-    var = VaRRun(2, seconds=[0.002, 0.004], processed=processed)
-    alerted = AlertSummary(total=recorded, by_symbol={}, by_topic={}, clients=0)
-    subscribers = dict.fromkeys(("factors", "risk", "analytics"), 40)
-    got = {**subscribers, "factors": received, "alerts": 3}
-    return FlowReport(40, {QUOTES: 40, BREACHES: 3}, got, alerted, var)
-
-
-def test_the_flow_report_fails_on_any_count_that_does_not_add_up() -> None:
-    good = flow_report()
-    assert good.ok and good.var.ms(0.5) == pytest.approx(2.0)
-    assert "EVENTS OK: market.quote.* published 40; received factors=40 risk=40" in good.summary()
-    missing = flow_report(received=39)
-    assert not missing.ok
-    assert "EVENTS MISMATCH: market.quote.* published 40; received factors=39" in missing.summary()
-    assert not flow_report(recorded=2).ok  # alerts recorded fewer than risk raised
-    assert not flow_report(processed=3).ok  # risk processed a request twice
-    unanswered = flow_report()
-    unanswered.var.failures.append("RequestTimeout: no reply")
-    assert not unanswered.ok
