@@ -16,8 +16,6 @@ from engines.models import (
     QUOTES,
     AlertSummary,
     Breach,
-    Side,
-    Trade,
 )
 from nautilus_tasks.metrics import Histogram
 from workers.feed import make_market
@@ -30,11 +28,6 @@ from workers.flows import (
     task_counts,
 )
 from workers.progress import Progress
-
-
-def trade(side: Side = "buy", qty: float = 10, price: float = 100.0, symbol: str = "AAPL") -> Trade:
-    return Trade(id="t1", symbol=symbol, side=side, qty=qty, price=price, ts=1_700_000_000_000)
-
 
 # --- alerts ---
 

@@ -17,8 +17,6 @@ import engines.risk as risk_module
 from engines.models import (
     Portfolio,
     Quote,
-    Side,
-    Trade,
 )
 from engines.risk import PositionBook, calculate_var, on_quote
 from engines.var import (
@@ -31,11 +29,6 @@ from engines.var import (
     simple_returns,
     value_at_risk,
 )
-
-
-def trade(side: Side = "buy", qty: float = 10, price: float = 100.0, symbol: str = "AAPL") -> Trade:
-    return Trade(id="t1", symbol=symbol, side=side, qty=qty, price=price, ts=1_700_000_000_000)
-
 
 # --- VaR ---
 
