@@ -29,7 +29,7 @@ from nautilus_tasks.embedded import EmbeddedServer
 from tests.apps.gated import FILL_LIMIT, FILL_PAYLOAD, QUIET, _gated_engine, _job
 from tests.helpers import running_worker, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_server]
 
 
 @pytest.fixture

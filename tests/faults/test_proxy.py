@@ -67,6 +67,7 @@ WINDOW = 2 * CAPACITY
 WORK = 0.01
 
 
+@pytest.mark.own_server
 async def test_five_cuts_of_every_connection_lose_no_acknowledged_send(
     raw: aioredis.Redis,
     redis_url: str,

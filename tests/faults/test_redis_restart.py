@@ -50,7 +50,7 @@ from tests.apps.durable import (
 from tests.helpers import wait_for
 from tests.procs import start_worker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_server]
 
 APP = "tests.apps.durable:durable"
 TOTAL = 5000

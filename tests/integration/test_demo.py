@@ -177,6 +177,7 @@ def test_demo_processes_every_trade_and_event_and_answers_var_requests(redis_url
         conn.close()
 
 
+@pytest.mark.own_server
 def test_demo_without_a_url_runs_on_its_own_embedded_valkey_and_stops_it(tmp_path: Path) -> None:
     """As from a clean clone: no NT_REDIS_URL, no --redis, a runtime directory of its own."""
     trades, quotes, requests = 200, 100, 20

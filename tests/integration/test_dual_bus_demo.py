@@ -9,7 +9,7 @@ import pytest
 
 from tests.procs import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_server]
 
 
 def test_dual_bus_example_routes_quotes_and_tasks_to_their_servers() -> None:
