@@ -5,7 +5,7 @@ import logging
 from .buffer import BufferConfig
 from .buses import Buses
 from .client import Client
-from .config import BusConfig, WorkerConfig
+from .config import BusConfig, DeadRetention, WorkerConfig
 from .context import MessageContext, current_message
 from .engine import Engine
 from .errors import (
@@ -40,6 +40,7 @@ __all__ = [
     "Buses",
     "Client",
     "ConfigurationError",
+    "DeadRetention",
     "EmbeddedServerError",
     "Engine",
     "Envelope",

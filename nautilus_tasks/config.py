@@ -51,6 +51,14 @@ class BusConfig(_Frozen):
         return cls.from_url(resolve_url(url, env), prefix=prefix)
 
 
+class DeadRetention(_Frozen):
+    """How long an engine keeps its dead letters: the newest ``max_len`` entries, none
+    older than ``max_age`` seconds by Redis TIME (None: no limit by that measure)."""
+
+    max_len: int | None = Field(default=100_000, ge=1)
+    max_age: float | None = Field(default=7 * 86400.0, gt=0)
+
+
 class WorkerConfig(_Frozen):
     """Settings of one worker process."""
 
@@ -68,7 +76,15 @@ class WorkerConfig(_Frozen):
     """Deliveries after which a reclaimed entry is dead-lettered as 'poison'."""
     dead_max_len: int | None = Field(default=100_000, ge=1)
     dead_max_age: float | None = Field(default=7 * 86400.0, gt=0)
-    """Retention of the dead-letter stream, by count and by age (seconds)."""
+    """Retention of the dead-letter stream, by count and by age (seconds), for an engine
+    declared without ``dead_retention``."""
+
+    def retention(self, declared: DeadRetention | None) -> DeadRetention:
+        """The engine's declared retention, else this worker's."""
+        if declared is not None:
+            return declared
+        return DeadRetention(max_len=self.dead_max_len, max_age=self.dead_max_age)
+
     trim_interval: float = Field(default=60.0, gt=0)
     registry_interval: float = Field(default=2.0, gt=0)
     """How often the worker re-reads the event subscriptions (for callback topics)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
+from .config import DeadRetention
 from .errors import ConfigurationError, NotBound, UnknownTask
 from .periodic import DEFAULT_MAX_CATCHUP, EPOCH, Misfire, Schedule, check_timing
 from .priority import Priority
@@ -33,7 +34,14 @@ class Engine:
     ... def check(limit: float) -> bool: ...
     """
 
-    def __init__(self, name: str, *, bus: str = "default", max_backlog: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        bus: str = "default",
+        max_backlog: int | None = None,
+        dead_retention: DeadRetention | None = None,
+    ) -> None:
         if not _NAME.match(name):
             raise ConfigurationError(
                 f"engine name {name!r} must be lower-case letters, digits, '_' or '-',"
@@ -46,6 +54,9 @@ class Engine:
         """The bus that holds this engine's task inbox (see ``Buses``)."""
         self.max_backlog = max_backlog
         """Refuse sends (BacklogFull) while a tier stream of this engine is this long."""
+        self.dead_retention = dead_retention
+        """How long the engine's workers keep its dead letters (None: the worker's own
+        ``WorkerConfig.dead_max_len`` / ``dead_max_age``)."""
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.handlers: list[Task[Any, Any]] = []
         """Event handlers, in declaration order (each is also in ``tasks``)."""

@@ -9,7 +9,7 @@ import random
 import orjson
 
 from ..broker.base import Broker
-from ..config import WorkerConfig
+from ..config import DeadRetention
 from ..errors import BusError
 from ..events import Publisher
 from ..message import now_ms
@@ -58,21 +58,23 @@ async def report_once(
         log.warning("could not report stats of %s: %s", engine, exc)
 
 
-async def trim_loop(broker: Broker, engine: str, stats: WorkerStats, config: WorkerConfig) -> None:
+async def trim_loop(
+    broker: Broker, engine: str, stats: WorkerStats, retention: DeadRetention, interval: float
+) -> None:
     """Apply the dead-letter retention; every removal is counted and logged."""
-    max_age_ms = None if config.dead_max_age is None else int(config.dead_max_age * 1000)
-    if config.dead_max_len is None and max_age_ms is None:
+    max_age_ms = None if retention.max_age is None else int(retention.max_age * 1000)
+    if retention.max_len is None and max_age_ms is None:
         return
     while True:
         try:
-            removed = await broker.trim_dead(engine, config.dead_max_len, max_age_ms)
+            removed = await broker.trim_dead(engine, retention.max_len, max_age_ms)
         except BusError as exc:
             log.warning("trimming dead letters of %s failed: %s", engine, exc)
             removed = 0
         if removed:
             stats.counts["dead_trimmed"] += removed
             log.info("retention removed %d dead letters of %s", removed, engine)
-        await asyncio.sleep(config.trim_interval)
+        await asyncio.sleep(interval)
 
 
 async def check_server(broker: Broker) -> str:

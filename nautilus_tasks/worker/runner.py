@@ -129,13 +129,14 @@ class Worker:
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         broker, name, cfg = self.broker, self.engine.name, self.config
+        retention = cfg.retention(self.engine.dead_retention)
         return [
             self.acks.run(),
             self.leases.renew_loop(),
             self.leases.reclaim_loop(self.fetcher),
             promote_loop(broker, name, cfg.promote_interval),
             report_loop(broker, name, self.consumer, self.stats, cfg.stats_interval),
-            trim_loop(broker, name, self.stats, cfg),
+            trim_loop(broker, name, self.stats, retention, cfg.trim_interval),
             registry_loop(self.publisher, cfg.registry_interval),
             *([] if self.audit is None else [self.audit.run()]),
         ]
