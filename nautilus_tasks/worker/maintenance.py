@@ -20,9 +20,10 @@ log = logging.getLogger("nautilus_tasks.worker")
 PROMOTE_BATCH = 1000
 
 
-async def promote_loop(broker: Broker, engine: str, interval: float) -> None:
-    """Move due delayed messages into their streams. Safe to run in many workers at once:
-    the script moves each member exactly once, judged by Redis TIME."""
+async def promote_loop(broker: Broker, engine: str, stats: WorkerStats, interval: float) -> None:
+    """Move due delayed messages into their streams, counting them as ``promoted``. Safe to
+    run in many workers at once: the script moves each member exactly once, judged by
+    Redis TIME, and a worker killed between two calls has nothing in flight."""
     while True:
         try:
             moved, wait_ms = await broker.promote_due(engine, PROMOTE_BATCH)
@@ -30,6 +31,8 @@ async def promote_loop(broker: Broker, engine: str, interval: float) -> None:
             log.warning("promotion of delayed messages in %s failed: %s", engine, exc)
             await asyncio.sleep(interval * random.uniform(1, 3))
             continue
+        if moved:
+            stats.counts["promoted"] += moved
         if moved >= PROMOTE_BATCH:
             continue
         pause = interval if wait_ms < 0 else min(interval, wait_ms / 1000)

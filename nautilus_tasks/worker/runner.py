@@ -134,7 +134,7 @@ class Worker:
             self.acks.run(),
             self.leases.renew_loop(),
             self.leases.reclaim_loop(self.fetcher),
-            promote_loop(broker, name, cfg.promote_interval),
+            promote_loop(broker, name, self.stats, cfg.promote_interval),
             report_loop(broker, name, self.consumer, self.stats, cfg.stats_interval),
             trim_loop(broker, name, self.stats, retention, cfg.trim_interval),
             registry_loop(self.publisher, cfg.registry_interval),

@@ -15,6 +15,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -53,6 +54,14 @@ def _start_workers(
 
 async def _all_joined(raw: aioredis.Redis, workers_key: str, count: int) -> bool:
     return int(await raw.zcard(workers_key)) >= count
+
+
+async def _promoted(raw: aioredis.Redis, stats_key: str) -> list[int]:
+    """Each worker's ``promoted`` counter, from the stats it wrote as it stopped."""
+    return [
+        int(orjson.loads(data)["counts"].get("promoted", 0))
+        for data in (await raw.hgetall(stats_key)).values()
+    ]
 
 
 def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -108,6 +117,10 @@ async def test_countdowns_promoted_by_four_workers_run_once_never_early(
     assert await raw.zcard(keys.delayed) == 0
     for stream in keys.streams:
         assert await raw.xlen(stream) == 0
+    promoted = await _promoted(raw, keys.stats)
+    print(f"promoted by each worker: {promoted}")
+    assert sum(promoted) == total, "each delayed message was moved exactly once"
+    assert sum(1 for n in promoted if n) >= 2, "the workers promoted at once, not one alone"
 
 
 async def test_eta_promoted_by_two_workers_runs_once_never_early(
