@@ -34,6 +34,7 @@ SHORT = 0.01
 BEHIND = 50
 
 
+@pytest.mark.long
 async def test_task_of_ten_leases_and_its_prefetched_backlog_are_never_reclaimed(
     client: Client, raw: aioredis.Redis, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:

@@ -35,6 +35,7 @@ def _latency_ok(p: dict[str, Any], n: int) -> None:
     assert 0 <= p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"] <= p["max_ms"]
 
 
+@pytest.mark.long
 @pytest.mark.timeout(300)
 async def test_every_scenario_reports_plausible_counts(redis_url: str) -> None:
     code, out, err = await bench(

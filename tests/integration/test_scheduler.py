@@ -38,6 +38,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@pytest.mark.long
 async def test_three_scheduler_processes_enqueue_each_tick_exactly_once(
     redis_url: str, prefix: str, raw: aioredis.Redis, client: Client, tmp_path: Path
 ) -> None:
