@@ -105,11 +105,12 @@ async def test_async_handler_past_its_timeout_is_cancelled_retried_then_dead(
         await wait_for(lambda: _has_dead(raw, prefix), 30)
         await wait_for(lambda: _settled(raw, prefix), 30)
         assert stop_workers([proc]) == [0], log.read_text()
-    assert await _list(raw, prefix, "starts:1") == [0, 1], "1 + retries runs"
-    assert await _list(raw, prefix, "cancelled:1") == [0, 1], "each run was cancelled"
-    assert await _finished(raw, prefix, 1) == 0, "no run got past its sleep"
     [dead] = await _dead(client)
     _check_dead(dead, "sleeps", message_id)
+    assert await _list(raw, prefix, "starts:1") == [0, 1], "1 + retries runs"
+    cancelled = await _list(raw, prefix, "cancelled:1")
+    assert cancelled == [0, 1], ("each run was cancelled", log.read_text())
+    assert await _finished(raw, prefix, 1) == 0, "no run got past its sleep"
     _check_counts(await _stats(raw, prefix, proc.pid))
 
 
