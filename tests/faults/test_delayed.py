@@ -155,3 +155,45 @@ async def test_eta_promoted_by_two_workers_runs_once_never_early(
 
     await _check_ran_once_not_early(raw, prefix, ledger, due_ms)
     assert await raw.zcard(keys.delayed) == 0
+
+
+async def test_workers_killed_while_they_promote_lose_nothing(
+    client: Client, raw: aioredis.Redis, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """Two of four promoting workers get SIGKILL while the delayed set drains. A promotion is
+    one script, so a kill lands before or after it, never inside: every message is moved
+    once; what the killed workers held is reclaimed after the lease. Only messages they had
+    started may run twice, at most what they could hold."""
+    total, concurrency, lease = 1000, 50, 1.0
+    rng = random.Random()
+    client.bind(timed)
+    keys = client.broker.keys("timed")
+    ledger = Ledger(raw, prefix)
+    log = tmp_path / "worker.log"
+    args = ("-c", str(concurrency), "--lease", str(lease))
+    procs = [start_worker(APP, redis_url, prefix, *args, log=log) for _ in range(4)]
+    try:
+        await wait_for(lambda: _all_joined(raw, keys.workers, 4), 30)
+        countdowns = {n: rng.randrange(0, 3001) / 1000 for n in range(total)}
+        await asyncio.gather(*(stamp.send_with(countdown=c)(n) for n, c in countdowns.items()))
+        ledger.sent.update(countdowns)
+
+        async def a_quarter_ran() -> bool:
+            return await ledger.executed_count() >= total // 4
+
+        await wait_for(a_quarter_ran, 30)
+        assert await raw.zcard(keys.delayed) > 0, "the delayed set was still draining"
+        _kill(procs[:2])
+        await wait_for(ledger.all_ran, 60)
+        assert all(c == 0 for c in stop_workers(procs[2:])), log.read_text()
+    finally:
+        _kill(procs)
+
+    report = await ledger.check()
+    assert report.missing == set(), "nothing promoted (or not yet) was lost with the killed"
+    assert report.unknown == set()
+    held = concurrency + concurrency // 4  # running plus prefetched, per killed worker
+    assert report.duplicates <= 2 * (held + max(1, held // 10)), report
+    assert await raw.zcard(keys.delayed) == 0
+    for stream in keys.streams:
+        assert await raw.xlen(stream) == 0
