@@ -5,9 +5,8 @@ of its batch. A tier whose last flush is done flushes a new message at once (a l
 sender pays one round trip, no lingering); while a flush of the tier is in flight, new
 messages gather and go when it returns, after the tier's interval, or when they reach
 the tier's ``max_batch``, whichever comes first. So concurrent senders share round
-trips. A failed
-flush raises in every caller awaiting it; ``send_nowait`` callers learn of a failure from
-the next ``flush()``.
+trips. A failed flush raises in every caller awaiting it; ``send_nowait`` callers learn
+of a failure from the next ``flush()``.
 """
 
 from __future__ import annotations
