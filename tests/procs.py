@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,20 @@ def start_worker(
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+@contextmanager
+def worker_process(
+    app: str, url: str, prefix: str, *extra: str, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``start_worker``, killed when the block ends if the test left it running."""
+    proc = start_worker(app, url, prefix, *extra, log=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def start_scheduler(app: str, url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,10 @@ from nautilus_tasks import (
     BusUnavailable,
     Client,
     ConfigurationError,
+    Engine,
     MessageTooLarge,
     Priority,
+    Task,
     WorkerConfig,
 )
 from nautilus_tasks.embedded import EmbeddedServer
@@ -47,16 +50,33 @@ async def _pending(client: Client, engine: str) -> int:
 # -- max_backlog ------------------------------------------------------------------------
 
 
-async def test_sends_beyond_max_backlog_raise_and_write_nothing(
-    client: Client, raw: aioredis.Redis
-) -> None:
-    gate = asyncio.Event()
-    ran: list[int] = []
+@dataclass
+class Bounded:
+    """The ``bounded`` engine (``max_backlog=BACKLOG``), bound to the test's client: its
+    task waits for ``gate``, then records its argument in ``ran``."""
+
+    gate: asyncio.Event
+    ran: list[int]
+    engine: Engine
+    job: Task[..., None]
+    normal: str
+    """Its normal tier stream."""
+
+
+@pytest.fixture
+def bounded(client: Client) -> Bounded:
+    gate, ran = asyncio.Event(), list[int]()
     engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
     client.bind(engine)
-    job = _job(engine)
+    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    return Bounded(gate, ran, engine, _job(engine), normal)
+
+
+async def test_sends_beyond_max_backlog_raise_and_write_nothing(
+    client: Client, raw: aioredis.Redis, bounded: Bounded
+) -> None:
+    job, normal = bounded.job, bounded.normal
     keys = client.broker.keys("bounded")
-    normal = keys.stream(Priority.NORMAL)
     for n in range(BACKLOG):
         await job.send(n)
     assert await raw.xlen(normal) == BACKLOG
@@ -76,18 +96,13 @@ async def test_sends_beyond_max_backlog_raise_and_write_nothing(
 
 
 async def test_backlog_wait_send_succeeds_once_a_worker_drains(
-    client: Client, raw: aioredis.Redis
+    client: Client, raw: aioredis.Redis, bounded: Bounded
 ) -> None:
-    gate = asyncio.Event()
-    ran: list[int] = []
-    engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
-    client.bind(engine)
-    job = _job(engine)
-    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    job, normal = bounded.job, bounded.normal
     for n in range(BACKLOG):
         await job.send(n)
     config = WorkerConfig(concurrency=5, prefetch=0, grace=5, **QUIET)
-    async with running_worker(engine, client, config):
+    async with running_worker(bounded.engine, client, config):
         # the worker holds 5 entries, its handlers stuck at the gate; held entries stay in
         # the stream until acked, so the inbox is still full
         await wait_for(lambda: _pending_is(client, "bounded", 5), 10)
@@ -98,10 +113,10 @@ async def test_backlog_wait_send_succeeds_once_a_worker_drains(
         done, _ = await asyncio.wait({waiting}, timeout=0.5)
         assert not done, "the send waits for room"
         assert await raw.xlen(normal) == BACKLOG
-        gate.set()
+        bounded.gate.set()
         await asyncio.wait_for(waiting, 30)
-        await wait_for(lambda: len(ran) >= BACKLOG + 1, 30)
-    assert sorted(ran) == list(range(BACKLOG + 1)), "each acknowledged send ran once"
+        await wait_for(lambda: len(bounded.ran) >= BACKLOG + 1, 30)
+    assert sorted(bounded.ran) == list(range(BACKLOG + 1)), "each acknowledged send ran once"
     assert await raw.xlen(normal) == 0
 
 
@@ -114,12 +129,10 @@ async def _args_in(raw: aioredis.Redis, stream: str) -> list[int]:
     return [json.loads(f[b"envelope"])["body"]["args"][0] for _, f in await raw.xrange(stream)]
 
 
-async def test_bulk_send_is_stored_whole_or_not_at_all(client: Client, raw: aioredis.Redis) -> None:
-    gate = asyncio.Event()
-    engine = _gated_engine("bounded", gate, [], max_backlog=BACKLOG)
-    client.bind(engine)
-    job = _job(engine)
-    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+async def test_bulk_send_is_stored_whole_or_not_at_all(
+    client: Client, raw: aioredis.Redis, bounded: Bounded
+) -> None:
+    job, normal = bounded.job, bounded.normal
     await client.send_many(job, [((n,), {}) for n in range(45)])  # fits: all written
     assert await _args_in(raw, normal) == list(range(45))
     before = await raw.xrange(normal)
@@ -138,28 +151,21 @@ async def test_bulk_send_is_stored_whole_or_not_at_all(client: Client, raw: aior
 
 
 async def test_bulk_send_larger_than_max_backlog_raises_without_waiting(
-    client: Client, raw: aioredis.Redis
+    client: Client, raw: aioredis.Redis, bounded: Bounded
 ) -> None:
-    engine = _gated_engine("bounded", asyncio.Event(), [], max_backlog=BACKLOG)
-    client.bind(engine)
     calls = [((n,), {}) for n in range(BACKLOG + 1)]
     with pytest.raises(BacklogFull, match="never fit"):  # the empty inbox cannot hold 51
-        await client.send_many(_job(engine), calls, backlog_wait=300)
-    assert await raw.xlen(client.broker.keys("bounded").stream(Priority.NORMAL)) == 0
+        await client.send_many(bounded.job, calls, backlog_wait=300)
+    assert await raw.xlen(bounded.normal) == 0
 
 
 async def test_bulk_send_waits_until_the_whole_batch_fits(
-    client: Client, raw: aioredis.Redis
+    client: Client, raw: aioredis.Redis, bounded: Bounded
 ) -> None:
-    gate = asyncio.Event()
-    ran: list[int] = []
-    engine = _gated_engine("bounded", gate, ran, max_backlog=BACKLOG)
-    client.bind(engine)
-    job = _job(engine)
-    normal = client.broker.keys("bounded").stream(Priority.NORMAL)
+    job, normal = bounded.job, bounded.normal
     await client.send_many(job, [((n,), {}) for n in range(45)])
     config = WorkerConfig(concurrency=5, prefetch=0, grace=5, **QUIET)
-    async with running_worker(engine, client, config):
+    async with running_worker(bounded.engine, client, config):
         await wait_for(lambda: _pending_is(client, "bounded", 5), 10)
         batch = [((n,), {}) for n in range(45, 55)]
         waiting = asyncio.create_task(client.send_many(job, batch, backlog_wait=30))
@@ -168,23 +174,21 @@ async def test_bulk_send_waits_until_the_whole_batch_fits(
         done, _ = await asyncio.wait({waiting}, timeout=0.5)
         assert not done, "the bulk send waits for room for all of it"
         assert await raw.xlen(normal) == 45
-        gate.set()
+        bounded.gate.set()
         ids = await asyncio.wait_for(waiting, 30)
         assert len(ids) == 10
-        await wait_for(lambda: len(ran) >= 55, 30)
-    assert sorted(ran) == list(range(55)), "each acknowledged send ran once"
+        await wait_for(lambda: len(bounded.ran) >= 55, 30)
+    assert sorted(bounded.ran) == list(range(55)), "each acknowledged send ran once"
 
 
 async def test_send_nowait_is_refused_on_a_bounded_engine(
-    client: Client, raw: aioredis.Redis
+    client: Client, raw: aioredis.Redis, bounded: Bounded
 ) -> None:
     """The buffered path cannot check the bound, so it refuses the engine and buffers nothing."""
-    engine = _gated_engine("bounded", asyncio.Event(), [], max_backlog=BACKLOG)
-    client.bind(engine)
     with pytest.raises(ConfigurationError, match="max_backlog"):
-        _job(engine).send_nowait(1)
+        bounded.job.send_nowait(1)
     await client.flush()
-    assert await raw.xlen(client.broker.keys("bounded").stream(Priority.NORMAL)) == 0
+    assert await raw.xlen(bounded.normal) == 0
 
 
 # -- MessageTooLarge --------------------------------------------------------------------

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from nautilus_tasks import Client, WorkerConfig
 from tests.apps.graceful import graceful, linger
 from tests.helpers import wait_for
-from tests.procs import start_worker, stop_workers
+from tests.procs import stop_workers, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -52,20 +52,15 @@ async def test_handlers_past_the_grace_are_cancelled_handed_back_and_run_by_a_ne
     await client.send_many(linger, [((n,), {}) for n in range(TOTAL)])
     log = tmp_path / "worker.log"
     options = ("-c", str(CONCURRENCY), "--grace", "1")
-    first = start_worker(APP, redis_url, prefix, *options, log=log)
-    try:
 
-        async def full() -> bool:
-            starts = await _counts(raw, prefix, "starts")
-            return len(starts) == CONCURRENCY and (await _totals(client))[1] == HELD
+    async def full() -> bool:
+        starts = await _counts(raw, prefix, "starts")
+        return len(starts) == CONCURRENCY and (await _totals(client))[1] == HELD
 
+    with worker_process(APP, redis_url, prefix, *options, log=log) as first:
         await wait_for(full, 60)
         first.send_signal(signal.SIGTERM)
         assert first.wait(EXIT_WITHIN) == 0, log.read_text()
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     text = log.read_text()
     assert f"grace period over: {CONCURRENCY} running tasks cancelled" in text, text
     handed = re.search(r"handed back (\d+) held, unfinished messages of graceful", text)
@@ -74,14 +69,9 @@ async def test_handlers_past_the_grace_are_cancelled_handed_back_and_run_by_a_ne
     assert await _counts(raw, prefix, "runs") == {}
     assert await _totals(client) == (TOTAL, 0, 0)
     await raw.set(f"{prefix}:test:finish", 1)
-    second = start_worker(APP, redis_url, prefix, *options, log=log)
-    try:
+    with worker_process(APP, redis_url, prefix, *options, log=log) as second:
         await wait_for(lambda: _all_ran(raw, prefix), 60)
         assert stop_workers([second]) == [0], log.read_text()
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.wait()
     assert await _counts(raw, prefix, "runs") == dict.fromkeys(range(TOTAL), 1)
     starts = await _counts(raw, prefix, "starts")
     assert sum(starts.values()) == TOTAL + CONCURRENCY  # the cancelled ten started twice

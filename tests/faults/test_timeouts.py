@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import orjson
@@ -26,7 +25,7 @@ from nautilus_tasks.broker.redis.keys import Keys
 from nautilus_tasks.dlq import DeadLetter, DeadLetters
 from tests.apps.timeouts import blocks, sleeps, timeouts
 from tests.helpers import wait_for
-from tests.procs import start_worker, stop_workers
+from tests.procs import stop_workers, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +33,11 @@ APP = "tests.apps.timeouts:timeouts"
 ENGINE = "timeouts"
 
 
-@contextmanager
-def worker(url: str, prefix: str, log: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    url: str, prefix: str, log: Path, *options: str
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """A worker process of the timeouts engine, killed at the end if still running."""
-    proc = start_worker(APP, url, prefix, "--lease", "5", *options, log=log)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+    return worker_process(APP, url, prefix, "--lease", "5", *options, log=log)
 
 
 def _key(prefix: str, name: str) -> str:

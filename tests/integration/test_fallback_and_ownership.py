@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from nautilus_tasks import BusConfig, BusUnavailable, Client, Engine, Priority, current_message
-from nautilus_tasks.broker.base import Finish, Reply, StoreResult
+from nautilus_tasks.broker.base import Delivery, Finish, Reply, StoreResult
+from nautilus_tasks.broker.redis import RedisBroker
 from nautilus_tasks.embedded import EmbeddedServer
 from nautilus_tasks.message import now_ms
 from tests.helpers import running_worker
@@ -70,6 +71,18 @@ async def test_fallback_runs_locally_when_the_bus_is_down(
     assert record.getMessage().startswith("request of pricing.price ran locally (fallback): ")
 
 
+async def _taken_over(broker: RedisBroker) -> Delivery:
+    """The one pricing entry, read by "zombie" and then taken over by "rescuer" (as if the
+    zombie had been paused past its lease)."""
+    [held] = await broker.read("pricing", "zombie", 1, (0, 0, 0), block_ms=0)
+    step = await broker.reclaim(
+        "pricing", "rescuer", Priority.NORMAL, cursor="0-0", count=10, min_idle_ms=0,
+        max_deliveries=5, now_ms=now_ms(),
+    )  # fmt: skip
+    assert [d.entry_id for d in step.deliveries] == [held.entry_id]
+    return held
+
+
 async def test_a_consumer_that_lost_its_entry_cannot_reply(
     client: Client, raw: aioredis.Redis, prefix: str
 ) -> None:
@@ -78,13 +91,7 @@ async def test_a_consumer_that_lost_its_entry_cannot_reply(
     broker = client.broker
     await broker.ensure_groups("pricing", "zombie")
     await engine.tasks["price"].send(1, 1.0)
-    [held] = await broker.read("pricing", "zombie", 1, (0, 0, 0), block_ms=0)
-    # the rescuer takes the entry over (the zombie was paused past its lease)
-    step = await broker.reclaim(
-        "pricing", "rescuer", Priority.NORMAL, cursor="0-0", count=10, min_idle_ms=0,
-        max_deliveries=5, now_ms=now_ms(),
-    )  # fmt: skip
-    assert [d.entry_id for d in step.deliveries] == [held.entry_id]
+    held = await _taken_over(broker)
     reply = Reply("requester-1", b'{"v":1,"id":"r","kind":"reply","name":"price"}', 60_000)
     record = Finish(Priority.NORMAL, held.entry_id, (reply,))
     assert await broker.finish("pricing", "zombie", [record]) == ([held.entry_id], [])
@@ -102,12 +109,7 @@ async def test_a_result_is_stored_by_the_script_that_acks_only_for_the_owner(
     broker = client.broker
     await broker.ensure_groups("pricing", "zombie")
     message_id = await engine.tasks["price"].send_with(result_ttl=60)(1, 1.0)
-    [held] = await broker.read("pricing", "zombie", 1, (0, 0, 0), block_ms=0)
-    step = await broker.reclaim(
-        "pricing", "rescuer", Priority.NORMAL, cursor="0-0", count=10, min_idle_ms=0,
-        max_deliveries=5, now_ms=now_ms(),
-    )  # fmt: skip
-    assert [d.entry_id for d in step.deliveries] == [held.entry_id]
+    held = await _taken_over(broker)
     stored = StoreResult("pricing", message_id, b'{"v":1,"kind":"reply","body":1}', 60_000)
     record = Finish(Priority.NORMAL, held.entry_id, (stored,))
     key = f"{prefix}:{{pricing}}:result:{message_id}"

@@ -16,7 +16,7 @@ from redis.asyncio.client import Monitor
 from nautilus_tasks import Client, Engine, WorkerConfig
 from tests.apps.threads import block, threads
 from tests.helpers import running_worker, wait_for
-from tests.procs import start_worker, stop_workers
+from tests.procs import stop_workers, worker_process
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,9 @@ async def test_startup_line_names_server_engine_streams_and_concurrency(
     client: Client, redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "worker.log"
-    proc = start_worker(THREADS_APP, redis_url, prefix, "-c", "7", log=log)
-    try:
+    with worker_process(THREADS_APP, redis_url, prefix, "-c", "7", log=log) as proc:
         await wait_for(lambda: "of engine 'threads'" in log.read_text(), 60)
         assert stop_workers([proc]) == [0], log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     line = _startup_line(log.read_text())
     assert f"at {redis_url}," in line, line
     assert "concurrency 7," in line, line
@@ -61,17 +56,13 @@ async def test_threads_option_bounds_the_sync_handlers_of_a_worker_process(
     client.bind(threads)
     await client.send_many(block, [((n,), {}) for n in range(6)])
     log = tmp_path / "worker.log"
-    proc = start_worker(THREADS_APP, redis_url, prefix, "-c", "10", "--threads", "2", log=log)
-    try:
+    options = ("-c", "10", "--threads", "2")
+    with worker_process(THREADS_APP, redis_url, prefix, *options, log=log) as proc:
         await wait_for(lambda: _llen_at_least(raw, f"{prefix}:test:entries", 2), 60)
         await raw.rpush(f"{prefix}:test:gate", *["go"] * 6)
         await wait_for(lambda: _hlen_at_least(raw, f"{prefix}:test:runs", 6), 60)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     entries = [e.decode().split(":") for e in await raw.lrange(f"{prefix}:test:entries", 0, -1)]
     assert sorted(int(n) for n, _ in entries) == list(range(6)), entries
     assert max(int(size) for _, size in entries) == 2, entries
