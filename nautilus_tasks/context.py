@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .message import Envelope
 from .priority import Priority
 
 
-@dataclass(frozen=True, slots=True)
-class MessageContext:
+class MessageContext(NamedTuple):
     """The message being handled. ``message_id`` is stable across retries and
-    redeliveries: key idempotent side effects on it."""
+    redeliveries: key idempotent side effects on it. Immutable (a named tuple: the
+    worker makes one per message)."""
 
     envelope: Envelope
     engine: str

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ..priority import Priority
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One entry read from an inbox stream and now held by this consumer."""
+class Delivery(NamedTuple):
+    """One entry read from an inbox stream and now held by this consumer (a named tuple:
+    one is made per message, and a tuple is made three times faster than a frozen
+    dataclass)."""
 
     tier: Priority
     entry_id: str
@@ -84,9 +85,9 @@ class DeadLetter:
 Action = Reply | StoreResult | Publish | DeadLetter
 
 
-@dataclass(frozen=True, slots=True)
-class Finish:
-    """How one entry ends: its actions, then XACK + XDEL, all or nothing, if still owned."""
+class Finish(NamedTuple):
+    """How one entry ends: its actions, then XACK + XDEL, all or nothing, if still owned
+    (a named tuple, as ``Delivery``)."""
 
     tier: Priority
     entry_id: str

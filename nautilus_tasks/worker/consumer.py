@@ -158,9 +158,9 @@ class Fetcher:
         self._space.set()
         self._room.set()
 
-    def release(self) -> None:
-        """One held message is finished: room for another."""
-        self.held -= 1
+    def release(self, count: int = 1) -> None:
+        """Held messages are finished: room for as many others."""
+        self.held -= count
         self._space.set()
         self._room.set()
 

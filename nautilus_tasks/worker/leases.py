@@ -10,7 +10,6 @@ delivered more than ``max_deliveries`` times is dead-lettered as ``poison``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -116,7 +115,7 @@ class Leases:
                 self._cursors[tier] = step.cursor
                 fresh = [d for d in step.deliveries if d.entry_id not in self.held]
                 self._account(tier, step.deleted, step.poisoned, len(fresh))
-                fetcher.accept([dataclasses.replace(d, reserved=True) for d in fresh])
+                fetcher.accept([d._replace(reserved=True) for d in fresh])
                 budget -= len(step.deliveries) + len(step.poisoned)
                 taken += len(fresh)
                 if step.cursor == "0-0":

@@ -95,8 +95,11 @@ class Worker:
             self.audit = AuditWriter(audit, self.stats.counts)
 
     def _acked(self, ids: list[str]) -> None:
+        """A batch of entries left this consumer: ``_finished`` for each, in one go."""
+        held = self.leases.held
         for entry_id in ids:
-            self._finished(entry_id)
+            held.pop(entry_id, None)
+        self.fetcher.release(len(ids))
 
     def _finished(self, entry_id: str) -> None:
         """An entry left this consumer (acked, retried, dead-lettered): its lease ends and

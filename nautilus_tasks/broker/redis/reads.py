@@ -21,7 +21,9 @@ def _str(value: bytes | str) -> str:
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+    if len(flat) == 2:  # the usual entry: one field, "envelope"
+        return {flat[0]: flat[1]}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _entries(got: Any, streams: Sequence[str]) -> list[Delivery]:
