@@ -206,76 +206,10 @@ def decode(fields: dict[bytes, bytes]) -> Envelope:
     # (in C) before walking the body (in Python)
     if _brackets(raw) >= MAX_DEPTH and _depth(data.get("body"), MAX_DEPTH) > MAX_DEPTH:
         raise MalformedMessage(f"body is nested deeper than {MAX_DEPTH} levels")
-    fast = _trusted(data)
-    if fast is not None:
-        return fast
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
         raise MalformedMessage(f"invalid envelope: {_brief(exc)}") from None
-
-
-_KINDS: dict[Any, Kind] = {k.value: k for k in Kind}
-_LABELS = frozenset(("critical", "high", "normal", "low"))
-_INT, _POSITIVE, _COUNT, _STR, _FLAG = range(5)
-_CHECKS: dict[str, int] = {
-    "enqueued_at": _INT, "eta": _INT, "fire_time": _INT, "ttl": _POSITIVE,
-    "result_ttl": _POSITIVE, "attempt": _COUNT, "correlation_id": _STR, "reply_to": _STR,
-    "callback_topic": _STR, "source": _STR, "trace_id": _STR, "schedule": _STR,
-    "durable_result": _FLAG,
-}  # fmt: skip
-"""How the fast path checks each optional field (``v``, ``id``, ``kind``, ``name``,
-``priority`` and ``body`` are checked by hand); a test pins it to ``Envelope``'s fields."""
-_DEFAULTS: dict[str, Any] = {
-    name: None if field.is_required() else field.get_default()
-    for name, field in Envelope.model_fields.items()
-}
-"""Every field in the model's order (``id`` and ``name``, required, are always set)."""
-
-
-def _plain(value: Any, check: int) -> bool:
-    """Whether ``value`` is one the model keeps as it is (None: the field's default)."""
-    if value is None:
-        return check not in (_COUNT,)
-    kind = type(value)
-    if check == _STR:
-        return kind is str
-    if check == _FLAG:
-        return kind is bool
-    if kind is not int:
-        return False
-    return check == _INT or (value > 0 if check == _POSITIVE else value >= 0)
-
-
-def _trusted(data: dict[str, Any]) -> Envelope | None:
-    """The Envelope that ``model_validate(data)`` would return, built without a pydantic
-    pass, when every value already has the exact type and range the model keeps
-    unchanged; None otherwise (then the model judges it and says why)."""
-    ident, name = data.get("id"), data.get("name")
-    if type(ident) is not str or type(name) is not str:
-        return None
-    if not (0 < len(ident) <= 128 and 0 < len(name) <= 512):
-        return None
-    kind = _KINDS.get(data.get("kind", "task"))
-    if kind is None or data.get("priority", "normal") not in _LABELS:
-        return None
-    for key, value in data.items():
-        check = _CHECKS.get(key)
-        if check is None:
-            if key in ("v", "id", "kind", "name", "priority", "body"):
-                continue
-            return None  # an unknown field: the model drops it
-        if not _plain(value, check):
-            return None
-    values = _DEFAULTS.copy()
-    values.update(data)
-    values["kind"] = kind
-    envelope = Envelope.__new__(Envelope)
-    object.__setattr__(envelope, "__dict__", values)
-    object.__setattr__(envelope, "__pydantic_fields_set__", set(data))
-    object.__setattr__(envelope, "__pydantic_extra__", None)
-    object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope
 
 
 def _brief(exc: ValidationError) -> str:
