@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import defaultdict
@@ -24,36 +23,24 @@ class AckBatcher:
     one script call, entries with actions (reply, result, callback, dead letter) in
     another, each action in the same script as its entry's ack.
 
-    A batch goes out ``interval`` after its first entry, or as soon as ``early`` entries
-    are collected: a worker that holds its whole capacity frees part of it (and reads
-    more) while it still runs the rest, instead of in lockstep, batch after batch.
-
     A failed call keeps its records and is retried with backoff: the entries stay
     pending meanwhile, so nothing is lost. An entry another consumer owns is refused
     whole (none of its actions happen) and counted as ``ownership_lost``.
     """
 
     def __init__(
-        self,
-        broker: Broker,
-        engine: str,
-        consumer: str,
-        stats: WorkerStats,
-        interval: float,
-        early: int = MAX_BATCH,
+        self, broker: Broker, engine: str, consumer: str, stats: WorkerStats, interval: float
     ) -> None:
         self.broker = broker
         self.engine = engine
         self.consumer = consumer
         self.stats = stats
         self.interval = interval
-        self.early = max(1, min(early, MAX_BATCH))
         self._pending: list[Finish] = []
         self._in_flight = False
         self._settling: set[str] = set()
         self._tried: set[str] = set()
         self._wake = asyncio.Event()
-        self._enough = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_done: Callable[[list[str]], None] | None = None
@@ -65,8 +52,6 @@ class AckBatcher:
         self._pending.append(Finish(tier, entry_id, actions))
         self._idle.clear()
         self._wake.set()
-        if len(self._pending) >= self.early:
-            self._enough.set()
 
     def settling(self, entry_id: str) -> bool:
         """Whether this batcher holds ``entry_id`` for an ack not yet answered."""
@@ -77,11 +62,8 @@ class AckBatcher:
         failures = 0
         while True:
             await self._wake.wait()
-            if self.interval and len(self._pending) < self.early:
-                self._enough.clear()  # set by entries that a batch has taken since
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.interval):
-                        await self._enough.wait()
+            if self.interval and len(self._pending) < MAX_BATCH:
+                await asyncio.sleep(self.interval)
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]

@@ -73,9 +73,7 @@ class Worker:
             capacity=cfg.capacity, block_ms=cfg.block_ms, low_share=cfg.low_share,
             critical_room=cfg.critical_room,
         )  # fmt: skip
-        self.acks = AckBatcher(
-            broker, name, self.consumer, self.stats, cfg.ack_interval, early=cfg.capacity // 4
-        )
+        self.acks = AckBatcher(broker, name, self.consumer, self.stats, cfg.ack_interval)
         self.leases = Leases(
             broker, name, self.consumer, self.stats,
             lease=cfg.lease, max_deliveries=cfg.max_deliveries,
