@@ -53,8 +53,9 @@ class Leases:
     def hold(self, entry_id: str, tier: Priority) -> None:
         self.held[entry_id] = tier
 
-    def drop(self, entry_id: str) -> None:
-        self.held.pop(entry_id, None)
+    def drop(self, *entry_ids: str) -> None:
+        for entry_id in entry_ids:
+            self.held.pop(entry_id, None)
 
     async def renew_loop(self) -> None:
         """Renew every third of the lease; a failure is retried at the next turn."""

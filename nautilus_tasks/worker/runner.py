@@ -96,9 +96,7 @@ class Worker:
 
     def _acked(self, ids: list[str]) -> None:
         """A batch of entries left this consumer: ``_finished`` for each, in one go."""
-        held = self.leases.held
-        for entry_id in ids:
-            held.pop(entry_id, None)
+        self.leases.drop(*ids)
         self.fetcher.release(len(ids))
 
     def _finished(self, entry_id: str) -> None:
