@@ -137,3 +137,19 @@ async def test_worker_counts_and_logs_pending_entries_deleted_outside_the_framew
     assert ran == [0]
     stream = client.broker.keys("lease").stream(NORMAL)
     assert int((await raw.xpending(stream, "lease"))["pending"]) == 0
+
+
+async def test_ack_finds_its_own_entries_beyond_the_first_thousand_it_holds(
+    client: Client, raw: aioredis.Redis
+) -> None:
+    # ack.lua checks ownership with one XPENDING of the consumer's first n + 1000 entries;
+    # ids past them are each looked up alone: owned ones are acked, not taken for gone
+    ids = await _setup(client, 1_200)
+    stream = client.broker.keys("lease").stream(NORMAL)
+    late = ids[-10:]
+    assert await client.broker.ack("lease", "a", {NORMAL: late}) == ([], [])
+    assert await raw.xlen(stream) == 1_190
+    assert await client.broker.ack("lease", "a", {NORMAL: [*ids[:5], *late]}) == ([], late)
+    assert await raw.xlen(stream) == 1_185
+    assert await client.broker.ack("lease", "b", {NORMAL: ids[5:8]}) == (ids[5:8], [])
+    assert await raw.xlen(stream) == 1_185
