@@ -18,8 +18,8 @@ from ..priority import TIERS, Priority
 log = logging.getLogger("nautilus_tasks.worker")
 
 PER_TURN = 8
-"""Deliveries handed out per turn of the event loop (one pass over its ready callbacks,
-between two reads of its sockets), to consumer coroutines woken or running."""
+"""Deliveries handed out per turn of the event loop without a socket being read between:
+to idle consumer coroutines woken in one turn, or in a row to one that never waits."""
 
 
 class LocalQueue:
@@ -27,12 +27,10 @@ class LocalQueue:
     deliveries are served as if critical, so the share holds end to end.
 
     One FIFO per tier, and idle consumer coroutines are handed deliveries directly:
-    cheaper than a heap of tuples. At most ``per_turn`` deliveries are handed out per
-    turn of the event loop, counting both those given to consumers woken and those taken
-    by consumers that come back for more; a consumer over the budget waits for the next
-    turn. So handlers that never suspend still let the loop read its sockets every
-    ``per_turn`` messages: a critical entry that has arrived is queued before the next
-    delivery is chosen, and the ack timer fires on time.
+    cheaper than a heap of tuples. At most ``per_turn`` are woken per turn of the event
+    loop, and one that finds deliveries queued yields after ``per_turn`` in a row, so
+    handlers that never suspend still let the loop read its sockets every few messages:
+    a critical entry that has arrived is queued before the next delivery is chosen.
     """
 
     def __init__(self, per_turn: int = PER_TURN) -> None:
@@ -40,10 +38,8 @@ class LocalQueue:
         self._waiters: deque[asyncio.Future[Delivery]] = deque()
         self._size = 0
         self._per_turn = per_turn
-        self._used = 0
-        """Deliveries handed out in this turn of the loop."""
-        self._turn_ends = False
-        """A callback that starts the next turn's budget is scheduled."""
+        self._woken = 0
+        self._streak = 0
 
     def put(self, delivery: Delivery) -> None:
         key = Priority.CRITICAL if delivery.reserved else delivery.tier
@@ -52,24 +48,19 @@ class LocalQueue:
         if self._waiters:
             self._wake()
 
-    def _spend(self) -> None:
-        self._used += 1
-        if not self._turn_ends:
-            self._turn_ends = True
-            asyncio.get_running_loop().call_soon(self._next_turn)
-
     def _wake(self) -> None:
-        """Hand queued deliveries to idle consumers, within this turn's budget; the next
-        turn hands out more."""
-        while self._waiters and self._size and self._used < self._per_turn:
+        """Hand queued deliveries to idle consumers, ``per_turn`` in this turn of the loop;
+        the next turn hands out more."""
+        if not self._woken:
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        while self._waiters and self._size and self._woken < self._per_turn:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                self._spend()
                 waiter.set_result(self._pop())
+                self._woken += 1
 
     def _next_turn(self) -> None:
-        self._turn_ends = False
-        self._used = 0
+        self._woken = 0
         if self._waiters and self._size:
             self._wake()
 
@@ -81,13 +72,16 @@ class LocalQueue:
         raise IndexError("empty")
 
     async def get(self) -> Delivery:
-        if self._size and self._used < self._per_turn and not self._waiters:
-            self._spend()
-            return self._pop()
+        if self._size:
+            self._streak += 1
+            if self._streak < self._per_turn:
+                return self._pop()
+            self._streak = 0
+            await asyncio.sleep(0)  # let the loop read its sockets (see the class)
+            if self._size:
+                return self._pop()
         waiter: asyncio.Future[Delivery] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        if self._size:  # budget left, but waiters ahead (some may be cancelled ones)
-            self._wake()
         try:
             return await waiter
         except asyncio.CancelledError:
