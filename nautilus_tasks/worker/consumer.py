@@ -18,8 +18,8 @@ from ..priority import TIERS, Priority
 log = logging.getLogger("nautilus_tasks.worker")
 
 PER_TURN = 8
-"""Deliveries handed out per turn of the event loop without a socket being read between:
-to idle consumer coroutines woken in one turn, or in a row to one that never waits."""
+"""Idle consumer coroutines woken per turn of the event loop, and deliveries one consumer
+takes in a row before it yields."""
 
 
 class LocalQueue:
@@ -28,9 +28,12 @@ class LocalQueue:
 
     One FIFO per tier, and idle consumer coroutines are handed deliveries directly:
     cheaper than a heap of tuples. At most ``per_turn`` are woken per turn of the event
-    loop, and one that finds deliveries queued yields after ``per_turn`` in a row, so
-    handlers that never suspend still let the loop read its sockets every few messages:
-    a critical entry that has arrived is queued before the next delivery is chosen.
+    loop, and one that finds deliveries queued yields after ``per_turn`` in a row. That
+    bounds one consumer's run, not a turn: every consumer that yielded runs again in the
+    next turn, so with handlers that never suspend a turn runs several consumers' runs
+    before the loop reads its sockets (``bench/turns.py``: p99 about 1 ms while draining
+    no-op tasks). A budget per turn was measured and not kept: it cost a task step per
+    message (bench/README.md, "2026-12-05, second session").
     """
 
     def __init__(self, per_turn: int = PER_TURN) -> None:
