@@ -31,7 +31,7 @@ Record = tuple[str, float, float, int, int, int]
 
 def _watch(worker: runner.Worker, log: list[Record]) -> None:
     broker: Any = worker.broker
-    for name in ("read", "read_below_critical", "ack"):
+    for name in ("read", "read_below_critical", "ack", "ack_and_read"):
         call: Callable[..., Awaitable[Any]] = getattr(broker, name)
 
         async def timed(*args: Any, _call: Any = call, _name: str = name) -> Any:
@@ -39,6 +39,8 @@ def _watch(worker: runner.Worker, log: list[Record]) -> None:
             got = await _call(*args)
             if _name == "ack":
                 size = sum(len(ids) for ids in args[2].values())
+            elif _name == "ack_and_read":  # acked + read
+                size = sum(len(ids) for ids in args[2].values()) + len(got[2] or [])
             else:
                 size = len(got) if isinstance(got, list) else 0
             log.append((_name, began, time.perf_counter(), size, queued, held))
@@ -79,8 +81,8 @@ async def _drain(n: int, prefetch: int | None, log: list[Record]) -> None:
 def main(n: int, prefetch: int | None) -> None:
     log: list[Record] = []
     asyncio.run(_drain(n, prefetch, log))
-    for kind in ("read", "ack"):
-        rows = [r for r in log if (r[0] == "ack") == (kind == "ack")]
+    for kind in ("read", "ack", "ack_and_read"):
+        rows = [r for r in log if r[0] == kind or (kind == "read" and r[0].startswith("read"))]
         if rows:
             size = statistics.mean(r[3] for r in rows)
             took = statistics.mean((r[2] - r[1]) * 1e3 for r in rows)

@@ -85,6 +85,16 @@ class DeadLetter:
 Action = Reply | StoreResult | Publish | DeadLetter
 
 
+class ReadPlan(NamedTuple):
+    """A non-blocking priority read: up to ``size`` entries, ``reserve`` of them (high,
+    normal, low) for the lower tiers' share first; with ``skip_critical`` the critical
+    stream is left to the worker's own blocking read of it (``read_below_critical``)."""
+
+    size: int
+    reserve: Sequence[int]
+    skip_critical: bool
+
+
 class Finish(NamedTuple):
     """How one entry ends: its actions, then XACK + XDEL, all or nothing, if still owned
     (a named tuple, as ``Delivery``)."""
@@ -188,6 +198,10 @@ class Broker(Protocol):
     async def ack(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]
     ) -> tuple[list[str], list[str]]: ...
+
+    async def ack_and_read(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]], read: ReadPlan
+    ) -> tuple[list[str], list[str], list[Delivery] | None]: ...
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]

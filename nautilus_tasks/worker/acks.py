@@ -7,8 +7,9 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
-from ..broker.base import Action, Broker, DeadLetter, Finish
+from ..broker.base import Action, Broker, DeadLetter, Delivery, Finish, ReadPlan
 from ..errors import BusError, BusUnavailable
 from ..metrics import WorkerStats
 from ..priority import Priority
@@ -16,6 +17,14 @@ from ..priority import Priority
 log = logging.getLogger("nautilus_tasks.worker")
 
 MAX_BATCH = 1000
+
+
+class Rider(Protocol):
+    """A read that goes in the same script call as an ack (``Fetcher``)."""
+
+    def ride(self, acked: int) -> ReadPlan | None: ...
+
+    def rode(self, read: ReadPlan, got: list[Delivery] | None) -> None: ...
 
 
 class AckBatcher:
@@ -45,6 +54,8 @@ class AckBatcher:
         self._idle.set()
         self.on_done: Callable[[list[str]], None] | None = None
         """Called with the ids of each batch once the server answered (acked or refused)."""
+        self.rider: Rider | None = None
+        """The fetch loop, whose next read may go in the same call as a plain ack."""
 
     def add(self, tier: Priority, entry_id: str, *actions: Action) -> None:
         """End an entry: its actions, then XACK + XDEL, if this consumer still owns it."""
@@ -85,6 +96,8 @@ class AckBatcher:
             self._idle.set()
 
     async def _send(self, batch: list[Finish]) -> None:
+        """Entries with actions first (``finish.lua``), then the plain acks, with the
+        fetch loop's next read in the same call when it waits for the room they free."""
         plain: defaultdict[Priority, list[str]] = defaultdict(list)
         with_actions = [r for r in batch if r.actions]
         for record in batch:
@@ -92,15 +105,25 @@ class AckBatcher:
                 plain[record.tier].append(record.entry_id)
         taken: list[str] = []
         gone: list[str] = []
-        for call in (
-            self.broker.ack(self.engine, self.consumer, plain) if plain else None,
-            self.broker.finish(self.engine, self.consumer, with_actions) if with_actions else None,
-        ):
-            if call is not None:
-                t, g = await call
-                taken += t
-                gone += g
-        self._settled(batch, taken, gone)
+        if with_actions:
+            taken, gone = await self.broker.finish(self.engine, self.consumer, with_actions)
+        if not plain:
+            self._settled(batch, taken, gone)
+            return
+        rider = self.rider
+        read = None if rider is None else rider.ride(len(batch))
+        if rider is None or read is None:
+            t, g = await self.broker.ack(self.engine, self.consumer, plain)
+            self._settled(batch, taken + t, gone + g)
+            return
+        got: list[Delivery] | None = None
+        try:
+            t, g, got = await self.broker.ack_and_read(self.engine, self.consumer, plain, read)
+            self._settled(batch, taken + t, gone + g)
+        finally:
+            # on a failed call the fetch loop reads again itself; if the read did run,
+            # what it took stays pending here unknown and is reclaimed after the lease
+            rider.rode(read, got)
 
     def _settled(self, batch: list[Finish], taken: list[str], gone: list[str]) -> None:
         done = [r.entry_id for r in batch]

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..aio import cancel_all
-from ..broker.base import Broker, Delivery
+from ..broker.base import Broker, Delivery, ReadPlan
 from ..errors import BusError, BusUnavailable
 from ..priority import TIERS, Priority
 
@@ -117,6 +117,10 @@ class Fetcher:
     read leaves it alone while that blocking read is outstanding, and reads nothing if
     critical entries wait undelivered then; so critical entries reach the local queue in
     stream order, and no lower tier is read while one waits unread.
+
+    While the loop waits for room, its next read goes in the same script call as the ack
+    batch that frees the room (``ride``, ``rode``; the AckBatcher makes the call): one
+    round trip instead of two. Whoever makes a read owns the same rules.
     """
 
     def __init__(
@@ -152,6 +156,10 @@ class Fetcher:
         """The last read of the critical stream left nothing undelivered in it."""
         self._below = False
         """A read of the lower tiers only is outstanding."""
+        self._full = False
+        """The fetch loop waits for room: a read may go with the next ack (``ride``)."""
+        self._riding = False
+        """A read sent with an ack is outstanding: the fetch loop waits for it."""
         self.on_hold: Callable[[str, Priority], None] | None = None
         """Called for each accepted delivery (the worker's lease table)."""
 
@@ -224,10 +232,14 @@ class Fetcher:
         failures = 0
         while not self._stopping:
             free = self.capacity - self.held
-            if free <= 0:
+            if free <= 0 or self._riding:
                 self._watch_critical()
+                self._full = True
                 self._space.clear()
-                await self._space.wait()
+                try:
+                    await self._space.wait()
+                finally:
+                    self._full = False
                 continue
             try:
                 got = await self._read(free)
@@ -257,9 +269,7 @@ class Fetcher:
         reserve = self._reserve(free)
         if self._critical is None:
             got = await self.broker.read(self.engine, self.consumer, free, reserve, self.block_ms)
-            self._critical_drained = len(got) < free or any(
-                d.tier is not Priority.CRITICAL and not d.reserved for d in got
-            )
+            self._note_critical(got, free)
             return got
         self._below = True
         try:
@@ -269,11 +279,46 @@ class Fetcher:
         finally:
             self._below = False
 
+    def ride(self, acked: int) -> ReadPlan | None:
+        """The read to send in the same call as an ack of ``acked`` held entries, if the
+        fetch loop waits for room. Its size is the room there will be once they are acked
+        (the script acks first), so this consumer never holds more than the capacity, on
+        the server either. None: ack alone."""
+        if not self._full or self._riding or self._stopping:
+            return None
+        free = self.capacity - self.held + acked
+        if free <= 0:
+            return None
+        self._riding = True
+        skip = self._critical is not None
+        self._below = skip
+        return ReadPlan(free, self._reserve(free), skip)
+
+    def rode(self, read: ReadPlan, got: list[Delivery] | None) -> None:
+        """The reply to ``ride``'s read (the acked entries already released); ``got`` is
+        None when it skipped critical and critical entries wait undelivered, or the call
+        failed (then the fetch loop reads again)."""
+        self._riding = self._below = False
+        if got is not None and not self._stopping:  # else handed back with the rest
+            self.last_fetch = time.monotonic()
+            if not read.skip_critical:
+                self._note_critical(got, read.size)
+            self.accept(got)
+        self._space.set()
+        self._room.set()
+
+    def _note_critical(self, got: list[Delivery], free: int) -> None:
+        """After a read that included critical: whether it left critical entries unread."""
+        self._critical_drained = len(got) < free or any(
+            d.tier is not Priority.CRITICAL and not d.reserved for d in got
+        )
+
     def _watch_critical(self) -> None:
         """Every place is taken: keep a blocking read of the critical stream outstanding,
         if it has nothing undelivered (else the next priority read takes that first)."""
         if (
             self.critical_room > 0
+            and not self._riding
             and self._critical is None
             and self._critical_drained
             and not self._stopping

@@ -81,6 +81,7 @@ class Worker:
         self.publisher = Publisher(broker, name)
         self.fetcher.on_hold = self.leases.hold
         self.acks.on_done = self._acked
+        self.acks.rider = self.fetcher
         self.leases.settling = self.acks.settling
         self.running: set[str] = set()
         self._nothing_running = asyncio.Event()

@@ -12,7 +12,7 @@ from redis import exceptions as rexc
 
 from ...config import BusConfig
 from ...priority import TIERS, Priority
-from ..base import Delivery, Finish, Reclaimed
+from ..base import Delivery, Finish, ReadPlan, Reclaimed
 from . import messaging, reads
 from .errors import mapped_errors
 from .inspect import AdminMixin
@@ -214,6 +214,17 @@ class RedisBroker(SendMixin, AdminMixin, TicksMixin):
         everything: list[str] = [i for v in ids.values() for i in v]
         call = lambda: self._scripts.ack(self.keys(engine), consumer, ids)  # noqa: E731
         return await self._guard(f"ack {engine}", engine, consumer, call, ([], everything))
+
+    async def ack_and_read(
+        self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]], read: ReadPlan
+    ) -> tuple[list[str], list[str], list[Delivery] | None]:
+        """``ack``, then ``read`` (``read_below_critical`` if ``read.skip_critical``)
+        without blocking, in one script call: one round trip."""
+        everything: list[str] = [i for v in ids.values() for i in v]
+        keys = self.keys(engine)
+        call = lambda: reads.ack_read(self._scripts, keys, consumer, ids, read)  # noqa: E731
+        missing: tuple[list[str], list[str], list[Delivery] | None] = ([], everything, [])
+        return await self._guard(f"ack {engine}", engine, consumer, call, missing)
 
     async def requeue(
         self, engine: str, consumer: str, ids: Mapping[Priority, Sequence[str]]

@@ -3,13 +3,13 @@ fallback, and the worker's blocking read of the critical stream alone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from ...priority import TIERS, Priority
-from ..base import Delivery
+from ..base import Delivery, ReadPlan
 from .keys import Keys
 from .scripts import Scripts
 
@@ -36,6 +36,29 @@ def _entries(got: Any, streams: Sequence[str]) -> list[Delivery]:
     ]
 
 
+def _found(found: list[Any] | int) -> list[Delivery] | None:
+    """The deliveries of ``read.lua``'s reply; None for its -1 (critical entries wait)."""
+    if isinstance(found, int):
+        return None
+    return [
+        Delivery(_TIER_INDEX[i], _str(eid), _pairs(flat), bool(reserved))
+        for i, reserved, entries in found
+        for eid, flat in entries
+    ]
+
+
+async def ack_read(
+    scripts: Scripts,
+    keys: Keys,
+    consumer: str,
+    ids: Mapping[Priority, Sequence[str]],
+    read: ReadPlan,
+) -> tuple[list[str], list[str], list[Delivery] | None]:
+    """``ack.lua`` of ``ids``, then ``read.lua`` (never blocking), in one script call."""
+    taken, gone, found = await scripts.ack_read(keys, consumer, ids, read)
+    return taken, gone, _found(found)
+
+
 async def read(
     redis: aioredis.Redis,
     scripts: Scripts,
@@ -49,14 +72,9 @@ async def read(
     """Priority pass over the tiers; if it finds nothing, one blocking XREADGROUP.
     With ``skip_critical`` the critical stream is neither read nor waited on, and None
     means it holds undelivered entries (read them first)."""
-    found = await scripts.read(keys, consumer, count, reserve, skip_critical)
-    if isinstance(found, int):
+    out = _found(await scripts.read(keys, consumer, count, reserve, skip_critical))
+    if out is None:
         return None
-    out = [
-        Delivery(_TIER_INDEX[i], _str(eid), _pairs(flat), bool(reserved))
-        for i, reserved, entries in found
-        for eid, flat in entries
-    ]
     if out or block_ms <= 0:
         return out
     streams = keys.streams[1:] if skip_critical else keys.streams

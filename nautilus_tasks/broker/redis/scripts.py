@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from ...priority import TIERS, Priority
+from ..base import ReadPlan
 from .keys import Keys
 
 NAMES = (
@@ -40,6 +41,34 @@ NAMES = (
 
 def _source(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+COMPOSED = {"ack_read": ("ack", "read")}
+"""Scripts made of others, run one after the other in one call (``_composed``)."""
+
+
+def _composed(parts: Sequence[str]) -> str:
+    """One script that runs each of ``parts`` in turn on the same KEYS, and returns their
+    replies in a list. ARGV: for each part, how many arguments it takes, then those.
+    Each part's header (flags, KEYS, ARGV, reply) still holds for its share; the flags
+    line of the first part is the whole script's (every part must carry the same)."""
+    flags = {_source(name).split("\n", 1)[0] for name in parts}
+    if len(flags) != 1 or not next(iter(flags)).startswith("#!lua"):
+        raise ValueError(f"scripts {parts} must start with the same flags line")
+    lines = [next(iter(flags))]
+    for name in parts:
+        body = _source(name).split("\n", 1)[1]
+        lines.append(f"local function {name}(KEYS, ARGV)\n{body}\nend")
+    lines.append(
+        "local out, pos = {}, 1\n"
+        f"for _, part in ipairs({{{', '.join(parts)}}}) do\n"
+        "  local n = tonumber(ARGV[pos])\n"
+        "  out[#out + 1] = part(KEYS, {unpack(ARGV, pos + 1, pos + n)})\n"
+        "  pos = pos + n + 1\n"
+        "end\n"
+        "return out"
+    )
+    return "\n".join(lines)
 
 
 def _text(value: bytes | str) -> str:
@@ -67,6 +96,8 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(_source(name)) for name in NAMES
         }
+        for name, parts in COMPOSED.items():
+            self._scripts[name] = redis.register_script(_composed(parts))
 
     async def load(self) -> None:
         """SCRIPT LOAD every script, so the first call is already an EVALSHA."""
@@ -89,6 +120,16 @@ class Scripts:
         args = [keys.group, consumer, *_ids_args(ids)]
         taken, gone = await self._run("ack", keys.streams, args)
         return [_text(i) for i in taken], [_text(i) for i in gone]
+
+    async def ack_read(
+        self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]], read: ReadPlan
+    ) -> tuple[list[str], list[str], list[Any] | int]:
+        """``ack`` of ``ids``, then ``read``, in one call."""
+        acking = [keys.group, consumer, *_ids_args(ids)]
+        reading = [keys.group, consumer, read.size, *read.reserve, int(read.skip_critical)]
+        args = [len(acking), *acking, len(reading), *reading]
+        (taken, gone), found = await self._run("ack_read", keys.streams, args)
+        return [_text(i) for i in taken], [_text(i) for i in gone], found
 
     async def requeue(
         self, keys: Keys, consumer: str, ids: Mapping[Priority, Sequence[str]]
