@@ -22,6 +22,11 @@ PER_TURN = 8
 takes in a row before it yields."""
 
 
+CRITICAL_QUIET = 1.0
+"""Seconds after the blocking read last took a critical entry in during which a full
+worker acks and reads in separate calls (see ``Fetcher``)."""
+
+
 class LocalQueue:
     """Prefetched deliveries. Served critical first; the anti-starvation share's
     deliveries are served as if critical, so the share holds end to end.
@@ -120,7 +125,11 @@ class Fetcher:
 
     While the loop waits for room, its next read goes in the same script call as the ack
     batch that frees the room (``ride``, ``rode``; the AckBatcher makes the call): one
-    round trip instead of two. Whoever makes a read owns the same rules.
+    round trip instead of two, the same rules for the critical stream. Not while critical
+    messages arrive (one taken in by the blocking read in the last ``CRITICAL_QUIET``
+    seconds): the one longer script holds back the server's answer to that blocking read,
+    which then comes as the worker takes in the whole batch; with two calls, critical
+    latency under a backlog stays as it was (bench/README.md, "2026-12-05, second session").
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class Fetcher:
         """The fetch loop waits for room: a read may go with the next ack (``ride``)."""
         self._riding = False
         """A read sent with an ack is outstanding: the fetch loop waits for it."""
+        self._critical_seen = 0.0
+        """When the blocking read last took critical entries in (monotonic seconds)."""
         self.on_hold: Callable[[str, Priority], None] | None = None
         """Called for each accepted delivery (the worker's lease table)."""
 
@@ -286,6 +297,8 @@ class Fetcher:
         the server either. None: ack alone."""
         if not self._full or self._riding or self._stopping:
             return None
+        if time.monotonic() - self._critical_seen < CRITICAL_QUIET:
+            return None
         free = self.capacity - self.held + acked
         if free <= 0:
             return None
@@ -344,6 +357,8 @@ class Fetcher:
                 if self._stopping:
                     return  # they stay pending and are handed back with the rest
                 self._critical_drained = len(got) < room
+                if got:
+                    self._critical_seen = time.monotonic()
                 self.accept(got)
                 self._space.set()
                 if not self._below and (self.held < self.capacity or len(got) >= room):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -115,3 +116,42 @@ async def test_a_full_worker_reads_with_its_acks_and_never_holds_more(
     assert len(held_after) > 10  # the reads rode with the acks
     assert max(held_after) <= config.capacity
     assert await raw.xlen(broker.keys(engine.name).stream(NORMAL)) == 0
+
+
+async def test_while_critical_messages_arrive_a_full_worker_acks_and_reads_apart(
+    client: Client,
+) -> None:
+    """Every place held by slow LOW handlers; a CRITICAL message is taken in by the
+    blocking read. The ack that then frees the places goes alone (the read follows in its
+    own call), so the blocking read is not held back behind a longer script."""
+    engine = Engine("ackread")
+    go = asyncio.Event()
+    calls: list[str] = []
+
+    @engine.task(priority=Priority.LOW)
+    async def job(i: int) -> None:
+        await go.wait()  # the task's own work, released by the test
+
+    @engine.task(priority=CRITICAL)
+    async def urgent() -> None: ...
+
+    client.bind(engine)
+    await client.send_many(job, [((i,), {}) for i in range(20)])
+    broker = client.broker
+    for name in ("ack", "ack_and_read"):
+        method = getattr(broker, name)
+
+        async def watched(*args: Any, _method: Any = method, _name: str = name) -> Any:
+            calls.append(_name)
+            return await _method(*args)
+
+        setattr(broker, name, watched)
+    config = WorkerConfig(concurrency=2, prefetch=2, low_share=0, grace=5)
+    async with running_worker(engine, client, config) as worker:
+        await wait_for(lambda: worker.fetcher.held == config.capacity)
+        await urgent.send()
+        await wait_for(lambda: worker.fetcher.held == config.capacity + 1)
+        assert calls == []  # nothing finished yet
+        go.set()
+        await wait_for(lambda: len(calls) > 0)
+    assert calls[0] == "ack"
