@@ -10,6 +10,7 @@ sizes and divide the difference::
     done   # (Collected at 11000 - Collected at 1000) / 10000 = instructions per decode
 
 Pieces: ``loads`` (orjson of one bench task entry), ``model`` (``Envelope.model_validate``),
+``model_json`` (``Envelope.model_validate_json`` of the raw bytes: pydantic's own parser),
 ``decode`` (``message.decode``: both and the checks), ``args`` (the task's argument
 validation), ``process`` (``Executor.process`` of prebuilt deliveries: decode, validation,
 the call of the bench's body-(b) handler, context, ack record, stats), ``empty`` (the loop).
@@ -77,6 +78,7 @@ def main(piece: str, n: int) -> None:
     calls: dict[str, Callable[[], Any]] = {
         "loads": lambda: orjson.loads(raw),
         "model": lambda: Envelope.model_validate(data),
+        "model_json": lambda: Envelope.model_validate_json(raw),
         "decode": lambda: decode(fields),
         "args": lambda: validator.validate([0.0], {}),
         "empty": lambda: None,
