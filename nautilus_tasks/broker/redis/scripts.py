@@ -52,12 +52,11 @@ def _composed(parts: Sequence[str]) -> str:
     replies in a list. ARGV: for each part, how many arguments it takes, then those.
     Each part's header (flags, KEYS, ARGV, reply) still holds for its share; the flags
     line of the first part is the whole script's (every part must carry the same)."""
-    flags = {_source(name).split("\n", 1)[0] for name in parts}
-    if len(flags) != 1 or not next(iter(flags)).startswith("#!lua"):
+    heads, bodies = zip(*(_source(name).split("\n", 1) for name in parts), strict=True)
+    if len(set(heads)) != 1 or not heads[0].startswith("#!lua"):
         raise ValueError(f"scripts {parts} must start with the same flags line")
-    lines = [next(iter(flags))]
-    for name in parts:
-        body = _source(name).split("\n", 1)[1]
+    lines = [heads[0]]
+    for name, body in zip(parts, bodies, strict=True):
         lines.append(f"local function {name}(KEYS, ARGV)\n{body}\nend")
     lines.append(
         "local out, pos = {}, 1\n"
@@ -79,6 +78,10 @@ def _ids_args(ids: Mapping[Priority, Sequence[str]]) -> list[str]:
     counts = [str(len(ids.get(p, ()))) for p in TIERS]
     flat = [i for p in TIERS for i in ids.get(p, ())]
     return counts + flat
+
+
+def _read_args(keys: Keys, consumer: str, read: ReadPlan) -> list[Any]:
+    return [keys.group, consumer, read.size, *read.reserve, int(read.skip_critical)]
 
 
 def _tier_pairs(items: Sequence[tuple[Priority, bytes]]) -> list[Any]:
@@ -110,7 +113,7 @@ class Scripts:
     async def read(
         self, keys: Keys, consumer: str, count: int, reserve: Sequence[int], skip_critical: bool
     ) -> list[Any] | int:
-        args = [keys.group, consumer, count, *reserve, 1 if skip_critical else 0]
+        args = _read_args(keys, consumer, ReadPlan(count, reserve, skip_critical))
         result: list[Any] | int = await self._run("read", keys.streams, args)
         return result
 
@@ -126,7 +129,7 @@ class Scripts:
     ) -> tuple[list[str], list[str], list[Any] | int]:
         """``ack`` of ``ids``, then ``read``, in one call."""
         acking = [keys.group, consumer, *_ids_args(ids)]
-        reading = [keys.group, consumer, read.size, *read.reserve, int(read.skip_critical)]
+        reading = _read_args(keys, consumer, read)
         args = [len(acking), *acking, len(reading), *reading]
         (taken, gone), found = await self._run("ack_read", keys.streams, args)
         return [_text(i) for i in taken], [_text(i) for i in gone], found
